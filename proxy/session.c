@@ -1,0 +1,701 @@
+/*
+ * session.c: the I/O of one proxied connection (see session.h).
+ *
+ * Each readiness callback reads what is there, then runs sess_pump(): feed
+ * the FSM both ways until nothing moves, carry out its flags, write what it
+ * produced (optimistically, arming EV_WRITE only when the kernel is full),
+ * and recompute which events and timers the session needs. Back-pressure is
+ * the FSM refusing input while a side's output is above its high watermark,
+ * and this file not reading a side whose input buffer is full.
+ *
+ * Never: blocks, or ends the process over one connection.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "climap.h"
+#include "log.h"
+#include "proxy.h"
+#include "session.h"
+#include "sock.h"
+
+#define SESS_IN_MAX	(64 * 1024)	/* per-side input buffer */
+#define SESS_READ_CHUNK	(16 * 1024)
+#define SESS_LINGER_MS	10000		/* time to flush the last replies */
+#define SESS_ACCEPT_MAX	64		/* accepts per wakeup, fairness */
+
+static void sess_pump(struct session *);
+static void sess_fd_cb(struct ev_loop *, int, unsigned, void *);
+
+/* ---- logging ---------------------------------------------------------------- */
+
+static void
+sess_log_event(void *arg, const struct smtp_event *ev)
+{
+	struct session *s = arg;
+	struct proxy *px = s->px;
+	char a[SMTP_PATH_MAX * 4 + 8], rule[512];
+
+	log_escape(a, sizeof(a), ev->arg.p, ev->arg.p ? ev->arg.len : 0);
+	switch (ev->kind) {
+	case SMTP_EV_REFUSE:
+		rule[0] = '\0';
+		if (ev->rule != NULL) {
+			char text[400];
+
+			rules_rule_format(ev->rule, text, sizeof(text));
+			snprintf(rule, sizeof(rule), " rule=\"%s\"", text);
+		}
+		if (strcmp(ev->what, "rcpt") == 0)
+			px->stats.refused_rcpt++;
+		else if (strcmp(ev->what, "from") == 0)
+			px->stats.refused_sender++;
+		log_info("session=%016llx refuse %s=<%s> reason=%s code=%d%s",
+		    (unsigned long long)s->id, ev->what, a, ev->reason, ev->code, rule);
+		break;
+	case SMTP_EV_ERROR:
+		log_info("session=%016llx error %s=\"%s\" reason=%s code=%d",
+		    (unsigned long long)s->id, ev->what, a, ev->reason, ev->code);
+		break;
+	case SMTP_EV_ABORT:
+		px->stats.aborted_data++;
+		log_info("session=%016llx abort data from=<%s> reason=%s code=%d bytes=%llu",
+		    (unsigned long long)s->id, a, ev->reason, ev->code,
+		    (unsigned long long)s->fsm.data.content);
+		break;
+	case SMTP_EV_SERVER:
+		log_warnx("session=%016llx server_error reply=\"%s\" reason=%s",
+		    (unsigned long long)s->id, a, ev->reason);
+		break;
+	case SMTP_EV_MESSAGE:
+		if (ev->code >= 200 && ev->code < 300) {
+			px->stats.messages++;
+			px->stats.bytes += s->fsm.msg_bytes;
+		}
+		log_info("session=%016llx message from=<%s> code=%d bytes=%llu",
+		    (unsigned long long)s->id, a, ev->code,
+		    (unsigned long long)s->fsm.msg_bytes);
+		break;
+	case SMTP_EV_STATE:
+		log_debug("session=%016llx state %s -> %s", (unsigned long long)s->id,
+		    smtp_state_str(ev->from), smtp_state_str(ev->to));
+		break;
+	}
+}
+
+static void
+sess_log_summary(struct session *s)
+{
+	char c[SOCK_ADDR_LEN], sv[SOCK_ADDR_LEN];
+	char helo[SMTP_HELO_MAX * 4], from[SMTP_ADDR_MAX * 4];
+	uint64_t ms = ev_now(s->px->loop) - s->start_ms;
+
+	log_escape(helo, sizeof(helo), s->fsm.helo, strlen(s->fsm.helo));
+	/* from=- when no MAIL was accepted: from=<> is the null sender. */
+	if (s->fsm.have_from) {
+		from[0] = '<';
+		log_escape(from + 1, sizeof(from) - 2, s->fsm.from, strlen(s->fsm.from));
+		strcat(from, ">");
+	} else
+		strcpy(from, "-");
+	log_info("session=%016llx client=%s server=%s helo=%s from=%s "
+	    "rcpt_ok=%u rcpt_refused=%u messages=%u bytes=%llu duration=%llu.%03llu "
+	    "result=%s",
+	    (unsigned long long)s->id,
+	    sock_addr_str((struct sockaddr *)&s->caddr, c),
+	    sock_addr_str((struct sockaddr *)&s->saddr, sv),
+	    helo[0] ? helo : "-", from, s->fsm.rcpt_ok, s->fsm.rcpt_refused,
+	    s->fsm.messages, (unsigned long long)s->fsm.bytes,
+	    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
+	    s->result ? s->result : "ok");
+}
+
+/* ---- closing ------------------------------------------------------------------ */
+
+static void
+sess_free(void *arg)
+{
+	struct session *s = arg;
+
+	smtp_fsm_free(&s->fsm);
+	buf_free(&s->client.in);
+	buf_free(&s->client.out);
+	buf_free(&s->server.in);
+	buf_free(&s->server.out);
+	free(s);
+}
+
+static void
+conn_close(struct proxy *px, struct conn *c, int abort)
+{
+	if (c->fd == -1)
+		return;
+	ev_del(px->loop, c->fd);
+	if (abort)
+		sock_abort(c->fd);
+	else
+		close(c->fd);
+	c->fd = -1;
+	buf_free(&c->in);
+	buf_free(&c->out);
+}
+
+/*
+ * The server's side ends here. A message in flight is reset, never ended:
+ * an RST cannot be mistaken for the end of DATA by the server.
+ */
+static void
+sess_server_close(struct session *s, int abort)
+{
+	ev_timer_cancel(s->px->loop, &s->t_server);
+	ev_timer_cancel(s->px->loop, &s->t_connect);
+	conn_close(s->px, &s->server, abort || s->fsm.state == SS_DATA ||
+	    s->server.connecting);
+	s->server.connecting = 0;
+}
+
+void
+sess_close(struct session *s, const char *result)
+{
+	struct proxy *px = s->px;
+
+	if (s->dead)
+		return;
+	s->dead = 1;
+	if (s->result == NULL)
+		s->result = result;
+	sess_log_summary(s);
+	sess_server_close(s, s->fsm.state == SS_DATA);
+	conn_close(px, &s->client, 0);
+	ev_timer_cancel(px->loop, &s->t_idle);
+	ev_timer_cancel(px->loop, &s->t_linger);
+
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		px->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	px->nsessions--;
+	climap_dec(px->clients, (struct sockaddr *)&s->caddr);
+	if (ev_defer(px->loop, sess_free, s) == -1)
+		log_warn("session=%016llx: cannot defer free; leaking it",
+		    (unsigned long long)s->id);
+}
+
+/* ---- timers --------------------------------------------------------------------- */
+
+static void
+sess_idle_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
+{
+	struct session *s = arg;
+
+	(void)loop;
+	(void)t;
+	s->result = "timeout_idle";
+	smtp_fsm_client_timeout(&s->fsm);
+	sess_pump(s);
+}
+
+static void
+sess_server_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
+{
+	struct session *s = arg;
+
+	(void)loop;
+	(void)t;
+	log_info("session=%016llx server timeout after %us", (unsigned long long)s->id,
+	    s->px->cf->timeout_server);
+	s->result = "timeout_server";
+	smtp_fsm_server_failed(&s->fsm, 451, "4.4.2",
+	    "Error: timeout waiting for the mail server");
+	sess_pump(s);
+}
+
+static void
+sess_connect_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
+{
+	struct session *s = arg;
+
+	(void)loop;
+	(void)t;
+	log_info("session=%016llx connect timeout after %us", (unsigned long long)s->id,
+	    s->px->cf->timeout_connect);
+	s->result = "server_unreachable";
+	smtp_fsm_server_failed(&s->fsm, 421, "4.4.1",
+	    "Error: cannot connect to the mail server");
+	sess_pump(s);
+}
+
+static void
+sess_linger_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
+{
+	(void)loop;
+	(void)t;
+	sess_close(arg, NULL);
+}
+
+/* ---- reading and writing ------------------------------------------------------- */
+
+/* Read once into c->in. 1 if bytes came, 0 if nothing, -1 on EOF or error (c->eof set). */
+static int
+conn_read(struct conn *c)
+{
+	ssize_t n;
+
+	if (c->eof || c->fd == -1)
+		return 0;
+	if (buf_reserve(&c->in, SESS_READ_CHUNK < SESS_IN_MAX - buf_len(&c->in) ?
+	    SESS_READ_CHUNK : SESS_IN_MAX - buf_len(&c->in), SESS_IN_MAX) == -1)
+		return 0;
+	n = read(c->fd, buf_tail(&c->in), buf_room(&c->in));
+	if (n > 0) {
+		buf_commit(&c->in, (size_t)n);
+		return 1;
+	}
+	if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+		c->eof = 1;
+		return -1;
+	}
+	return 0;
+}
+
+/* Write as much of c->out as the kernel takes. 0, or -1 when the peer is gone. */
+static int
+conn_write(struct conn *c)
+{
+	ssize_t n;
+
+	while (buf_len(&c->out) > 0 && c->fd != -1 && !c->connecting) {
+		n = send(c->fd, buf_head(&c->out), buf_len(&c->out), MSG_NOSIGNAL);
+		if (n > 0) {
+			buf_consume(&c->out, (size_t)n);
+			continue;
+		}
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			break;
+		return -1;
+	}
+	buf_release(&c->out);
+	return 0;
+}
+
+/* STARTTLS: every client byte received so far was sent before our reply; none may reach the server. */
+static void
+sess_drain_client(struct session *s)
+{
+	char junk[4096];
+	ssize_t n;
+
+	buf_reset(&s->client.in);
+	while (s->client.fd != -1 &&
+	    (n = read(s->client.fd, junk, sizeof(junk))) > 0)
+		;
+}
+
+/* ---- the pump ---------------------------------------------------------------------- */
+
+static void
+sess_flags(struct session *s)
+{
+	unsigned fl = s->fsm.out_flags;
+
+	s->fsm.out_flags = 0;
+	if (fl & SMTP_FSM_DRAIN_CLIENT)
+		sess_drain_client(s);
+	if (fl & SMTP_FSM_ABORT_SERVER)
+		sess_server_close(s, 1);
+}
+
+/* Feed both directions until nothing moves. */
+static void
+sess_feed(struct session *s)
+{
+	struct smtp_fsm *f = &s->fsm;
+	size_t k, guard;
+
+	for (guard = 0; guard < 1024; guard++) {
+		int moved = 0;
+
+		f->now = time(NULL);
+		if (buf_len(&s->server.in) > 0) {
+			k = smtp_fsm_server(f, buf_head(&s->server.in), buf_len(&s->server.in));
+			buf_consume(&s->server.in, k);
+			moved |= k > 0;
+			sess_flags(s);
+		}
+		if (buf_len(&s->client.in) > 0) {
+			k = smtp_fsm_client(f, buf_head(&s->client.in), buf_len(&s->client.in));
+			buf_consume(&s->client.in, k);
+			moved |= k > 0;
+			sess_flags(s);
+		}
+		/* The server's EOF counts once every byte it sent before it was read. */
+		if (s->server.eof && !s->server.eof_handled && buf_len(&s->server.in) == 0) {
+			s->server.eof_handled = 1;
+			sess_server_close(s, 0);
+			if (s->result == NULL && f->state != SS_QUIT)
+				s->result = "server_lost";
+			smtp_fsm_server_failed(f, 421, "4.4.1",
+			    "Error: connection to the mail server lost");
+			sess_flags(s);
+			moved = 1;
+		}
+		/*
+		 * The client's EOF: a message is aborted only once all it sent was
+		 * scanned; in command mode a partial last line is dropped.
+		 */
+		if (s->client.eof && !s->client.eof_handled &&
+		    (buf_len(&s->client.in) == 0 || f->state != SS_DATA)) {
+			s->client.eof_handled = 1;
+			smtp_fsm_client_eof(f);
+			sess_flags(s);
+			moved = 1;
+		}
+		if (!moved)
+			break;
+	}
+	buf_release(&s->client.in);
+	buf_release(&s->server.in);
+}
+
+static unsigned
+sess_mask_client(const struct session *s)
+{
+	unsigned m = 0;
+
+	if (!s->client.eof && !s->draining && buf_len(&s->client.in) < SESS_IN_MAX)
+		m |= EV_READ;
+	if (buf_len(&s->client.out) > 0)
+		m |= EV_WRITE;
+	return m;
+}
+
+static unsigned
+sess_mask_server(const struct session *s)
+{
+	unsigned m = 0;
+
+	if (s->server.connecting)
+		return EV_WRITE;
+	if (!s->server.eof && buf_len(&s->server.in) < SESS_IN_MAX)
+		m |= EV_READ;
+	if (buf_len(&s->server.out) > 0)
+		m |= EV_WRITE;
+	return m;
+}
+
+static void
+sess_timers(struct session *s)
+{
+	struct proxy *px = s->px;
+	struct smtp_fsm *f = &s->fsm;
+
+	/* timeout_idle: reset on every complete command and on DATA progress. */
+	if (f->commands != s->last_commands || f->state == SS_DATA || f->state == SS_RAW) {
+		s->last_commands = f->commands;
+		ev_timer_set(px->loop, &s->t_idle, px->cf->timeout_idle * 1000ull,
+		    sess_idle_timeout, s);
+	}
+	if (smtp_fsm_awaiting_server(f) && s->server.fd != -1 && !s->server.connecting) {
+		if (!ev_timer_armed(&s->t_server))
+			ev_timer_set(px->loop, &s->t_server, px->cf->timeout_server * 1000ull,
+			    sess_server_timeout, s);
+	} else
+		ev_timer_cancel(px->loop, &s->t_server);
+}
+
+static void
+sess_pump(struct session *s)
+{
+	struct proxy *px = s->px;
+
+	if (s->dead)
+		return;
+	sess_feed(s);
+
+	if (conn_write(&s->server) == -1) {
+		/* Writing to the server failed: treat as lost, its replies will not come. */
+		s->server.eof = 1;
+		sess_feed(s);
+	}
+	if (conn_write(&s->client) == -1) {
+		s->result = s->result ? s->result : "client_lost";
+		sess_close(s, "client_lost");
+		return;
+	}
+
+	if (smtp_fsm_finished(&s->fsm)) {
+		if (s->result == NULL)
+			s->result = s->client.eof && s->fsm.state != SS_QUIT ?
+			    "client_eof" : "ok";
+		if (buf_len(&s->client.out) == 0) {
+			sess_close(s, NULL);
+			return;
+		}
+		/* Let the last replies drain, then close; bounded. */
+		if (!s->draining) {
+			s->draining = 1;
+			sess_server_close(s, 0);
+			ev_timer_set(px->loop, &s->t_linger, SESS_LINGER_MS,
+			    sess_linger_timeout, s);
+		}
+	}
+
+	if (s->client.fd != -1)
+		ev_mod(px->loop, s->client.fd, sess_mask_client(s));
+	if (s->server.fd != -1)
+		ev_mod(px->loop, s->server.fd, sess_mask_server(s));
+	if (!s->draining)
+		sess_timers(s);
+}
+
+static void
+sess_server_connected(struct session *s)
+{
+	int e = sock_connect_error(s->server.fd);
+	char a[SOCK_ADDR_LEN];
+
+	s->server.connecting = 0;
+	ev_timer_cancel(s->px->loop, &s->t_connect);
+	if (e != 0) {
+		log_info("session=%016llx connect %s: %s", (unsigned long long)s->id,
+		    sock_addr_str((struct sockaddr *)&s->saddr, a), strerror(e));
+		s->result = "server_unreachable";
+		sess_server_close(s, 1);
+		smtp_fsm_server_failed(&s->fsm, 421, "4.4.1",
+		    "Error: cannot connect to the mail server");
+		s->server.eof = s->server.eof_handled = 1;
+	}
+}
+
+static void
+sess_fd_cb(struct ev_loop *loop, int fd, unsigned events, void *arg)
+{
+	struct session *s = arg;
+	int i;
+
+	(void)loop;
+	if (s->dead)
+		return;
+	if (fd == s->server.fd) {
+		if (s->server.connecting) {
+			if (events & (EV_WRITE | EV_ERROR))
+				sess_server_connected(s);
+		} else if (events & (EV_READ | EV_ERROR)) {
+			/* Read a few times: level-triggered, but fewer wakeups under bulk. */
+			for (i = 0; i < 4 && buf_len(&s->server.in) < SESS_IN_MAX; i++)
+				if (conn_read(&s->server) <= 0)
+					break;
+		}
+	} else if (fd == s->client.fd) {
+		if (events & (EV_READ | EV_ERROR))
+			for (i = 0; i < 4 && buf_len(&s->client.in) < SESS_IN_MAX; i++)
+				if (conn_read(&s->client) <= 0)
+					break;
+	}
+	sess_pump(s);
+}
+
+/* ---- accepting -------------------------------------------------------------------- */
+
+/* A refusal before any session exists: one reply, best effort, then close. */
+static void
+sess_refuse_early(int fd, const char *line)
+{
+	(void)send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
+}
+
+static int
+sess_admit(struct proxy *px, int fd, const struct sockaddr_storage *peer)
+{
+	char ip[SOCK_IP_LEN], line[512], rule[400];
+	struct rules_verdict v;
+
+	sock_ip_str((const struct sockaddr *)peer, ip);
+	if (px->stopping) {
+		snprintf(line, sizeof(line), "421 4.3.2 %s Error: shutting down\r\n", px->hostname);
+		sess_refuse_early(fd, line);
+		return -1;
+	}
+	if (px->nsessions >= px->cf->max_sessions) {
+		px->stats.sessions_refused++;
+		log_info("refuse client=%s reason=max_sessions limit=%u", ip,
+		    px->cf->max_sessions);
+		snprintf(line, sizeof(line), "421 4.7.0 %s Error: too many connections\r\n",
+		    px->hostname);
+		sess_refuse_early(fd, line);
+		return -1;
+	}
+	if (climap_get(px->clients, (const struct sockaddr *)peer) >=
+	    px->cf->max_sessions_per_client) {
+		px->stats.sessions_refused++;
+		log_info("refuse client=%s reason=max_sessions_per_client limit=%u", ip,
+		    px->cf->max_sessions_per_client);
+		snprintf(line, sizeof(line),
+		    "421 4.7.0 %s Error: too many connections from %s\r\n", px->hostname, ip);
+		sess_refuse_early(fd, line);
+		return -1;
+	}
+	rules_eval_client(px->rules, (const struct sockaddr *)peer, time(NULL), &v);
+	if (!v.accept) {
+		px->stats.sessions_refused++;
+		rule[0] = '\0';
+		if (v.rule != NULL)
+			rules_rule_format(v.rule, rule, sizeof(rule));
+		log_info("refuse client=%s reason=client rule=\"%s\"", ip, rule);
+		snprintf(line, sizeof(line),
+		    "554 5.7.1 Service unavailable; client [%s] blocked by policy\r\n", ip);
+		sess_refuse_early(fd, line);
+		return -1;
+	}
+	return 0;
+}
+
+/* Where this connection goes: the fixed upstream, or where the client meant to go. */
+static int
+sess_upstream(struct proxy *px, int fd, struct sockaddr_storage *dst)
+{
+	if (px->cf->upstream_fixed) {
+		memcpy(dst, &px->cf->upstream, sizeof(*dst));
+		return 0;
+	}
+	return sock_original_dst(fd, dst);
+}
+
+static void
+sess_start(struct proxy *px, int fd, const struct sockaddr_storage *peer)
+{
+	struct session *s;
+	char ip[SOCK_ADDR_LEN], line[512];
+	int starttls;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		snprintf(line, sizeof(line), "421 4.3.0 %s Error: out of memory\r\n",
+		    px->hostname);
+		sess_refuse_early(fd, line);
+		return;
+	}
+	s->px = px;
+	s->id = px->id_base + px->id_next++;
+	s->caddr = *peer;
+	s->client.fd = fd;
+	s->server.fd = -1;
+	s->start_ms = ev_now(px->loop);
+
+	if (sess_upstream(px, fd, &s->saddr) == -1) {
+		log_info("session=%016llx client=%s refused: no original destination "
+		    "(not redirected by netfilter, and upstream = original)",
+		    (unsigned long long)s->id, sock_addr_str((const struct sockaddr *)peer, ip));
+		snprintf(line, sizeof(line),
+		    "421 4.3.5 %s Error: no destination for this connection\r\n", px->hostname);
+		sess_refuse_early(fd, line);
+		free(s);
+		return;
+	}
+
+	starttls = px->cf->starttls == CONFIG_STARTTLS_ALLOW &&
+	    rules_cidrset_match(px->cf->trusted_networks, (const struct sockaddr *)peer);
+	smtp_fsm_init(&s->fsm, &px->fsmconf, (const struct sockaddr *)peer, starttls,
+	    &s->client.out, &s->server.out, sess_log_event, s);
+
+	/* In the list before anything can fail, so sess_close() is the one exit. */
+	s->next = px->sessions;
+	if (px->sessions != NULL)
+		px->sessions->prev = s;
+	px->sessions = s;
+	px->nsessions++;
+	px->stats.sessions++;
+	if (climap_inc(px->clients, (const struct sockaddr *)peer) == -1)
+		log_warn("session=%016llx: per-client count", (unsigned long long)s->id);
+
+	if (ev_add(px->loop, fd, EV_READ, sess_fd_cb, s) == -1) {
+		log_warn("session=%016llx: ev_add", (unsigned long long)s->id);
+		sess_close(s, "error");
+		return;
+	}
+	log_debug("session=%016llx connect client=%s server=%s", (unsigned long long)s->id,
+	    sock_addr_str((struct sockaddr *)&s->caddr, ip),
+	    sock_addr_str((struct sockaddr *)&s->saddr, line));
+
+	if ((s->server.fd = sock_connect((struct sockaddr *)&s->saddr)) == -1) {
+		log_info("session=%016llx connect %s: %s", (unsigned long long)s->id,
+		    sock_addr_str((struct sockaddr *)&s->saddr, ip), strerror(errno));
+		s->result = "server_unreachable";
+		s->server.eof = s->server.eof_handled = 1;
+		smtp_fsm_server_failed(&s->fsm, 421, "4.4.1",
+		    "Error: cannot connect to the mail server");
+		sess_pump(s);
+		return;
+	}
+	s->server.connecting = 1;
+	if (ev_add(px->loop, s->server.fd, EV_WRITE, sess_fd_cb, s) == -1) {
+		log_warn("session=%016llx: ev_add", (unsigned long long)s->id);
+		sess_close(s, "error");
+		return;
+	}
+	ev_timer_set(px->loop, &s->t_connect, px->cf->timeout_connect * 1000ull,
+	    sess_connect_timeout, s);
+	ev_timer_set(px->loop, &s->t_idle, px->cf->timeout_idle * 1000ull,
+	    sess_idle_timeout, s);
+}
+
+static void
+sess_accept_resume(struct ev_loop *loop, struct ev_timer *t, void *arg)
+{
+	struct proxy *px = arg;
+	unsigned i;
+
+	(void)t;
+	px->accept_paused = 0;
+	for (i = 0; i < px->nlisten; i++)
+		ev_mod(loop, px->listen_fd[i], EV_READ);
+}
+
+void
+sess_accept(struct proxy *px, int lfd)
+{
+	struct sockaddr_storage peer;
+	unsigned i, n;
+	int fd;
+
+	for (n = 0; n < SESS_ACCEPT_MAX; n++) {
+		if ((fd = sock_accept(lfd, &peer)) == -1) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* Out of descriptors: stop accepting for a moment, keep serving. */
+				log_warn("accept");
+				px->accept_paused = 1;
+				for (i = 0; i < px->nlisten; i++)
+					ev_mod(px->loop, px->listen_fd[i], 0);
+				ev_timer_set(px->loop, &px->accept_timer, 100,
+				    sess_accept_resume, px);
+			}
+			return;
+		}
+		if (sess_admit(px, fd, &peer) == 0)
+			sess_start(px, fd, &peer);
+	}
+}
+
+void
+sess_shutdown_all(struct proxy *px)
+{
+	struct session *s, *next;
+	char line[256];
+	int n;
+
+	n = snprintf(line, sizeof(line), "421 4.3.2 %s Error: shutting down\r\n",
+	    px->hostname);
+	for (s = px->sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->client.fd != -1)
+			(void)send(s->client.fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		sess_close(s, "shutdown");
+	}
+}

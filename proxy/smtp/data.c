@@ -1,0 +1,266 @@
+/*
+ * smtp/data: the DATA content scanner (contract in data.h). Pure: no
+ * allocation, no I/O, no logging, no clock; O(1) state, O(n) work.
+ *
+ * What it owns: deciding where a message ends, what the server receives,
+ * and which anomalies the client's bytes contain. What it never does: find
+ * an end anywhere but the raw CRLF "." CRLF, look at a byte beyond inlen,
+ * write a byte beyond outroom, or touch input after the end.
+ *
+ * Lines.  A line ending is CRLF, a bare CR (a CR not followed by LF) or a
+ * bare LF (an LF not preceded by CR). A line is what lies between two
+ * endings; the first line follows the CRLF of the DATA command. The end of
+ * the message is the line "." between two CRLF endings, i.e. the raw bytes
+ * CRLF "." CRLF. Every other spelling (LF.LF, CR.CR, LF.CRLF, CRLF.LF,
+ * CRLF.CR, ".\0", CRLF.CR CRLF, which Postfix reads as "." because it strips
+ * every CR before an LF, ...) is content: treating any of them as the end is
+ * exactly the disagreement that SMTP smuggling exploits (SEC Consult, Dec
+ * 2023; CVE-2023-51764/51765/51766).
+ *
+ * REJECT.  The output is the input, byte for byte, terminator included.
+ * F_BARE_LF, F_BARE_CR and F_NUL record what was seen. A CR is known to be
+ * bare only when the next byte arrives, so a CR that ends a chunk sets its
+ * flag (if any) in the next call.
+ *
+ * NORMALIZE.  Every line is written followed by CRLF (so a bare CR or LF
+ * becomes CRLF), with one extra '.' in front of it when the line starts with
+ * '.' and
+ *   (a) the ending before it was bare, or
+ *   (b) the line is exactly "." and its own ending is bare.
+ * Only NUL sets a flag in this mode (F_NUL: the message is refused anyway).
+ * Why these two and no more: an output line "." can only come from an input
+ * line "." that gets no extra dot, which by (a) and (b) means both its
+ * endings were CRLF in the client's bytes, which is the real end; so the
+ * server sees CRLF "." CRLF exactly once. A line like ".x" after a CRLF is
+ * left alone even if it ends bare: its dot already stood at the start of a
+ * real SMTP line, so the client's dot-stuffing means to the server what it
+ * would mean without us, and such a line can never become the end line.
+ * Stuffing it would need the whole line held back (unbounded); the rule
+ * above needs at most one byte held back: the CR of a line "." CR that
+ * follows a CRLF, which is the end if an LF comes next and the line ".",
+ * stuffed, if anything else does. Everything else is written as soon as it
+ * is read (a leading '.' is common to all outcomes, a CR is "\r" in all).
+ * Worst case, the byte after such a held CR writes ".\r\n" plus itself: 4
+ * bytes, SMTP_DATA_EXPANSION. In case (a) the extra dot goes out with the
+ * byte after the line's first dot, which keeps that worst case at 4.
+ *
+ * Caller's duty: the output of a call that sets a flag must not reach the
+ * server (it holds the NUL or the bare LF; a bare CR's own CR may have gone
+ * out in the previous call, alone, which cannot end anything).
+ *
+ * content counts the raw bytes consumed, minus those that may still turn out
+ * to be the terminator (a pending "." or "." CR after a CRLF): it only ever
+ * grows, and ends exactly at the message size without the final ".\r\n".
+ * A message of exactly max_message_size bytes is never counted as more.
+ */
+#include <string.h>
+
+#include "data.h"
+
+/* Where the scanner stands; stored in struct smtp_data.state. */
+enum smtp_data_state {
+	SMTP_DS_BOL = 0,	/* start of a line after CRLF (or the DATA line's) */
+	SMTP_DS_BOL_BARE,	/* start of a line after a bare CR or LF */
+	SMTP_DS_DOT,		/* the line is "." so far, after CRLF: maybe the end */
+	SMTP_DS_DOT_CR,		/* the line is "." CR after CRLF: the end if LF follows */
+	SMTP_DS_DOT_BARE,	/* the line is "." so far, after a bare ending */
+	SMTP_DS_TEXT,		/* inside a line that can no longer be the end */
+	SMTP_DS_CR,		/* a CR in a line that is not "."; CRLF or bare is open */
+	SMTP_DS_DONE,		/* the end-of-data line has been consumed */
+};
+
+/* How many consumed bytes may still be the terminator ".\r\n" itself. */
+static uint64_t
+smtp_data_tentative(enum smtp_data_state s)
+{
+	switch (s) {
+	case SMTP_DS_DOT:
+		return 1;
+	case SMTP_DS_DOT_CR:
+		return 2;
+	case SMTP_DS_DONE:
+		return 3;
+	case SMTP_DS_BOL:
+	case SMTP_DS_BOL_BARE:
+	case SMTP_DS_DOT_BARE:
+	case SMTP_DS_TEXT:
+	case SMTP_DS_CR:
+		break;
+	}
+	return 0;
+}
+
+/* The end detector and line tracker: the state after byte c. Same in both modes. */
+static enum smtp_data_state
+smtp_data_next(enum smtp_data_state s, unsigned char c)
+{
+	switch (s) {
+	case SMTP_DS_BOL:
+	case SMTP_DS_BOL_BARE:
+	case SMTP_DS_TEXT:
+		if (c == '\n')
+			return SMTP_DS_BOL_BARE;
+		if (c == '\r')
+			return SMTP_DS_CR;
+		if (c == '.' && s == SMTP_DS_BOL)
+			return SMTP_DS_DOT;
+		if (c == '.' && s == SMTP_DS_BOL_BARE)
+			return SMTP_DS_DOT_BARE;
+		return SMTP_DS_TEXT;
+	case SMTP_DS_DOT:
+		if (c == '\r')
+			return SMTP_DS_DOT_CR;
+		return smtp_data_next(SMTP_DS_TEXT, c);
+	case SMTP_DS_DOT_BARE:
+		return smtp_data_next(SMTP_DS_TEXT, c);
+	case SMTP_DS_DOT_CR:
+		if (c == '\n')
+			return SMTP_DS_DONE;
+		return smtp_data_next(SMTP_DS_BOL_BARE, c);	/* the CR was bare */
+	case SMTP_DS_CR:
+		if (c == '\n')
+			return SMTP_DS_BOL;
+		return smtp_data_next(SMTP_DS_BOL_BARE, c);	/* the CR was bare */
+	case SMTP_DS_DONE:
+		break;
+	}
+	return SMTP_DS_DONE;
+}
+
+static size_t
+smtp_data_put(char *o, const char *s, size_t n)
+{
+	memcpy(o, s, n);
+	return n;
+}
+
+/*
+ * NORMALIZE output for byte c read in state s, into o (at least
+ * SMTP_DATA_EXPANSION bytes); returns its length. The dots written here are
+ * rules (a) and (b) of the header comment.
+ */
+static size_t
+smtp_data_normalize(enum smtp_data_state s, unsigned char c, char *o)
+{
+	size_t n = 0;
+
+	switch (s) {
+	case SMTP_DS_BOL:
+	case SMTP_DS_BOL_BARE:
+	case SMTP_DS_TEXT:
+		if (c == '\n')
+			return smtp_data_put(o, "\r\n", 2);
+		o[0] = (char)c;
+		return 1;
+	case SMTP_DS_DOT:
+		if (c == '\r')
+			return 0;				/* held: end or rule (b) */
+		if (c == '\n')
+			n = smtp_data_put(o, ".", 1);		/* rule (b) */
+		return n + smtp_data_normalize(SMTP_DS_TEXT, c, o + n);
+	case SMTP_DS_DOT_BARE:
+		n = smtp_data_put(o, ".", 1);			/* rule (a) */
+		return n + smtp_data_normalize(SMTP_DS_TEXT, c, o + n);
+	case SMTP_DS_DOT_CR:
+		if (c == '\n')
+			return smtp_data_put(o, "\r\n", 2);	/* the end */
+		n = smtp_data_put(o, ".\r\n", 3);		/* rule (b), bare CR */
+		return n + smtp_data_normalize(SMTP_DS_BOL_BARE, c, o + n);
+	case SMTP_DS_CR:
+		n = smtp_data_put(o, "\n", 1);			/* its "\r" is already out */
+		if (c == '\n')
+			return n;
+		return n + smtp_data_normalize(SMTP_DS_BOL_BARE, c, o + n);
+	case SMTP_DS_DONE:
+		break;
+	}
+	return 0;
+}
+
+static unsigned
+smtp_data_flags(enum smtp_data_mode mode, enum smtp_data_state s, unsigned char c)
+{
+	unsigned f = 0;
+	int after_cr = (s == SMTP_DS_CR || s == SMTP_DS_DOT_CR);
+
+	if (c == '\0')
+		f |= SMTP_DATA_F_NUL;
+	if (mode == SMTP_DATA_REJECT) {
+		if (c == '\n' && !after_cr)
+			f |= SMTP_DATA_F_BARE_LF;
+		if (c != '\n' && after_cr)
+			f |= SMTP_DATA_F_BARE_CR;
+	}
+	return f;
+}
+
+/* Length of the run of bytes at p that change nothing inside a line. */
+static size_t
+smtp_data_plain_run(const unsigned char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i] == '\r' || p[i] == '\n' || p[i] == '\0')
+			break;
+	return i;
+}
+
+void
+smtp_data_init(struct smtp_data *d, enum smtp_data_mode mode)
+{
+	memset(d, 0, sizeof(*d));
+	d->mode = mode;
+	d->state = SMTP_DS_BOL;
+}
+
+size_t
+smtp_data_scan(struct smtp_data *d, const char *in, size_t inlen,
+    char *out, size_t outroom, size_t *outlen)
+{
+	const unsigned char *p = (const unsigned char *)in;
+	size_t i = 0, o = 0;
+
+	while (i < inlen && d->state != SMTP_DS_DONE) {
+		enum smtp_data_state s = d->state, next;
+		char tmp[SMTP_DATA_EXPANSION];
+		size_t n;
+
+		if (s == SMTP_DS_TEXT) {
+			/* Fast path: the body of a line is copied as is. */
+			size_t room = outroom - o, run;
+
+			run = smtp_data_plain_run(p + i,
+			    inlen - i < room ? inlen - i : room);
+			if (run > 0) {
+				memcpy(out + o, p + i, run);
+				i += run;
+				o += run;
+				d->content += run;
+				continue;
+			}
+		}
+
+		if (d->mode == SMTP_DATA_NORMALIZE)
+			n = smtp_data_normalize(s, p[i], tmp);
+		else {
+			tmp[0] = (char)p[i];
+			n = 1;
+		}
+		if (n > outroom - o)
+			break;
+		if (n > 0)
+			memcpy(out + o, tmp, n);
+		o += n;
+
+		next = smtp_data_next(s, p[i]);
+		d->flags |= smtp_data_flags(d->mode, s, p[i]);
+		d->content += 1 + smtp_data_tentative(s) - smtp_data_tentative(next);
+		d->state = next;
+		i++;
+	}
+	if (d->state == SMTP_DS_DONE)
+		d->done = 1;
+	*outlen = o;
+	return i;
+}

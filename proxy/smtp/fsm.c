@@ -1,0 +1,1101 @@
+/*
+ * smtp/fsm.c: one proxied SMTP session as a pure state machine (see fsm.h).
+ *
+ * Client side: bytes are framed into lines (CRLF required), each line is
+ * checked (length, NUL, bare CR/LF), parsed, then handled by its row of
+ * fsm_cmds[]. A handler either forwards the line unchanged (a SERVER entry
+ * in the FIFO) or answers it itself (a LOCAL entry whose reply text waits in
+ * f->local until every reply before it has gone out).
+ *
+ * Server side: reply lines complete the FIFO head on their final line
+ * ("NNN "), continuation lines ("NNN-") are passed as they come, except for
+ * the EHLO reply, which is collected and filtered as a whole.
+ *
+ * Mode changes (DATA content, AUTH continuation, raw bytes after STARTTLS)
+ * happen only on the server's reply to the command that asks for them; until
+ * that reply is in, `barrier` keeps the client's next bytes unread.
+ *
+ * Never: fds, clocks, logs. Allocation only in the buffers it was given.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsm.h"
+
+#define FSM_LOCAL_MAX	(64 * 1024)	/* our own queued replies */
+#define FSM_EHLO_MAX	(8 * 1024)	/* an EHLO reply being filtered */
+#define FSM_DATA_CHUNK	(16 * 1024)	/* output room asked for per DATA scan */
+
+static void fsm_enter(struct smtp_fsm *, enum smtp_state);
+
+const char *
+smtp_state_str(enum smtp_state s)
+{
+#define CASE(x) case x: return #x
+	switch (s) {
+	CASE(SS_GREETING);
+	CASE(SS_CMD);
+	CASE(SS_DATA);
+	CASE(SS_AUTH);
+	CASE(SS_RAW);
+	CASE(SS_QUIT);
+	CASE(SS_CLOSED);
+	}
+#undef CASE
+	return "SS_?";
+}
+
+/* ---- events and output ------------------------------------------------- */
+
+static void
+fsm_event(struct smtp_fsm *f, enum smtp_event_kind kind, const char *what,
+    struct slice arg, const char *reason, int code)
+{
+	struct smtp_event ev = {
+		.kind = kind, .what = what, .arg = arg, .reason = reason,
+		.code = code, .from = f->state, .to = f->state,
+	};
+
+	if (f->event != NULL)
+		f->event(f->event_arg, &ev);
+}
+
+static void
+fsm_event_rule(struct smtp_fsm *f, const char *what, struct slice arg,
+    const char *reason, const struct rules_rule *rule, int code)
+{
+	struct smtp_event ev = {
+		.kind = SMTP_EV_REFUSE, .what = what, .arg = arg,
+		.reason = reason, .rule = rule, .code = code,
+		.from = f->state, .to = f->state,
+	};
+
+	if (f->event != NULL)
+		f->event(f->event_arg, &ev);
+}
+
+/*
+ * Out of memory for an output buffer: this one session cannot go on. Close
+ * both sides; nothing half-written is ever completed at the server.
+ */
+static void
+fsm_fail(struct smtp_fsm *f)
+{
+	f->out_flags |= SMTP_FSM_ABORT_SERVER | SMTP_FSM_CLOSE_CLIENT;
+	f->server_gone = 1;
+	fsm_enter(f, SS_CLOSED);
+}
+
+static void
+fsm_out(struct smtp_fsm *f, struct buf *b, const void *p, size_t n)
+{
+	if (f->state == SS_CLOSED && b == f->to_server)
+		return;
+	if (buf_append(b, p, n, SMTP_OUT_MAX) == -1)
+		fsm_fail(f);
+}
+
+static void
+fsm_enter(struct smtp_fsm *f, enum smtp_state to)
+{
+	struct smtp_event ev = { .kind = SMTP_EV_STATE, .what = "state",
+	    .from = f->state, .to = to };
+
+	if (f->state == to)
+		return;
+	f->state = to;
+	if (f->event != NULL)
+		f->event(f->event_arg, &ev);
+}
+
+/* ---- the pipeline FIFO --------------------------------------------------- */
+
+static struct smtp_pending *
+fifo_head(struct smtp_fsm *f)
+{
+	return f->fifo_len ? &f->fifo[f->fifo_head] : NULL;
+}
+
+static struct smtp_pending *
+fifo_push(struct smtp_fsm *f, unsigned verb, int local, size_t local_len)
+{
+	struct smtp_pending *e;
+
+	/* Callers check fifo_len before reading a command; this is an invariant. */
+	if (f->fifo_len >= SMTP_FIFO_MAX)
+		return NULL;
+	e = &f->fifo[(f->fifo_head + f->fifo_len) % SMTP_FIFO_MAX];
+	f->fifo_len++;
+	e->verb = (uint8_t)verb;
+	e->local = (uint8_t)local;
+	e->flags = 0;
+	e->local_len = (uint16_t)local_len;
+	return e;
+}
+
+static void
+fifo_pop(struct smtp_fsm *f)
+{
+	f->fifo_head = (f->fifo_head + 1) % SMTP_FIFO_MAX;
+	f->fifo_len--;
+}
+
+/* Emit every LOCAL reply at the head of the FIFO: their turn has come. */
+static void
+fifo_flush_local(struct smtp_fsm *f)
+{
+	struct smtp_pending *e;
+
+	while ((e = fifo_head(f)) != NULL && e->local) {
+		fsm_out(f, f->to_client, buf_head(&f->local), e->local_len);
+		buf_consume(&f->local, e->local_len);
+		fifo_pop(f);
+	}
+	buf_release(&f->local);
+}
+
+/*
+ * Answer a command ourselves. With nothing in flight the reply goes out at
+ * once; otherwise it waits in the FIFO for the server's replies before it.
+ */
+static void __attribute__((format(printf, 3, 4)))
+fsm_reply(struct smtp_fsm *f, unsigned verb, const char *fmt, ...)
+{
+	char line[SMTP_PATH_MAX + 256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n > sizeof(line) - 3)
+		n = sizeof(line) - 3;
+	line[n++] = '\r';
+	line[n++] = '\n';
+
+	if (f->fifo_len == 0) {
+		fsm_out(f, f->to_client, line, (size_t)n);
+		return;
+	}
+	if (buf_append(&f->local, line, (size_t)n, FSM_LOCAL_MAX) == -1 ||
+	    fifo_push(f, verb, 1, (size_t)n) == NULL)
+		fsm_fail(f);
+}
+
+static void
+fsm_forward(struct smtp_fsm *f, unsigned verb, struct slice line,
+    unsigned flags)
+{
+	struct smtp_pending *e;
+
+	fsm_out(f, f->to_server, line.p, line.len);
+	if ((e = fifo_push(f, verb, 0, 0)) == NULL) {
+		fsm_fail(f);
+		return;
+	}
+	e->flags = (uint8_t)flags;
+}
+
+/* A protocol error by the client: counted, and too many end the session. */
+static void __attribute__((format(printf, 4, 5)))
+fsm_error(struct smtp_fsm *f, struct slice arg, const char *reason,
+    const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fsm_event(f, SMTP_EV_ERROR, "command", arg, reason, atoi(line));
+	fsm_reply(f, SMTP_V_NONE, "%s", line);
+	if (++f->errors >= SMTP_MAX_ERRORS) {
+		fsm_reply(f, SMTP_V_NONE, "421 4.7.0 %s Error: too many errors",
+		    f->conf->hostname);
+		f->out_flags |= SMTP_FSM_CLOSE_CLIENT;
+		fsm_enter(f, SS_CLOSED);
+	}
+}
+
+/* ---- the transaction ----------------------------------------------------- */
+
+static void
+fsm_tx_reset(struct smtp_fsm *f)
+{
+	f->tx_active = 0;
+	f->tx_rcpt = 0;
+}
+
+static void
+fsm_copy(char *dst, size_t dstlen, struct slice s)
+{
+	size_t n = s.len < dstlen - 1 ? s.len : dstlen - 1;
+
+	memcpy(dst, s.p, n);
+	dst[n] = '\0';
+}
+
+/* The address as the client wrote it, for our replies: "<raw>". */
+static struct slice
+fsm_path_text(const struct smtp_path *p)
+{
+	return (p->flags & SMTP_PATH_NOBRACKETS) ? p->mailbox : p->raw;
+}
+
+/* ---- command handlers ------------------------------------------------------ */
+
+static void
+fsm_cmd_helo(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
+{
+	struct slice name = c->args;
+	size_t i;
+
+	/* The HELO name alone, first word. */
+	for (i = 0; i < name.len && name.p[i] != ' '; i++)
+		;
+	name.len = i;
+	fsm_copy(f->helo, sizeof(f->helo), name);
+	fsm_tx_reset(f);
+	fsm_forward(f, c->verb, line, 0);
+}
+
+static void
+fsm_cmd_mail(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
+{
+	const struct smtp_param *size;
+	unsigned long long n;
+	struct rules_verdict v;
+	struct slice addr = fsm_path_text(&c->path);
+	struct slice box = c->path.mailbox;
+
+	if ((size = smtp_cmd_param(c, "SIZE")) != NULL &&
+	    size->value.p != NULL && smtp_param_ulong(size->value, &n) == 0 &&
+	    n > f->conf->max_message_size) {
+		fsm_event(f, SMTP_EV_REFUSE, "from", box, "size", 552);
+		fsm_reply(f, c->verb, "552 5.3.4 Message size exceeds fixed limit");
+		return;
+	}
+
+	/* A transaction runs on the ruleset that was live at its MAIL. */
+	if (!f->tx_active && f->conf->rules != NULL) {
+		rules_unref(f->tx_rules);
+		f->tx_rules = f->conf->rules(f->conf->rules_arg);
+	}
+	rules_eval_sender(f->tx_rules, box.p, (c->path.flags & SMTP_PATH_NULL) ? 0 : box.len,
+	    f->now, &v);
+	if (!v.accept) {
+		fsm_event_rule(f, "from", box, rules_reason_str(v.reason), v.rule, 550);
+		fsm_reply(f, c->verb,
+		    "550 5.7.1 <%.*s>: Sender address rejected: blocked by policy",
+		    (int)addr.len, addr.p);
+		return;
+	}
+
+	fsm_copy(f->from, sizeof(f->from), box);
+	f->have_from = 1;
+	if (!f->tx_active) {
+		f->tx_active = 1;
+		f->tx_rcpt = 0;
+		fsm_forward(f, c->verb, line, SMTP_PF_STARTS_TX);
+	} else
+		fsm_forward(f, c->verb, line, 0);	/* the server answers 503 nested MAIL */
+}
+
+static void
+fsm_cmd_rcpt(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
+{
+	const struct smtp_path *p = &c->path;
+	struct slice addr = fsm_path_text(p);
+	struct rules_rcpt r = { 0 };
+	struct rules_verdict v;
+
+	if (!f->tx_active) {
+		fsm_reply(f, c->verb, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (f->tx_rcpt >= f->conf->max_recipients) {
+		f->rcpt_refused++;
+		fsm_event(f, SMTP_EV_REFUSE, "rcpt", p->mailbox, "too_many_recipients", 452);
+		fsm_reply(f, c->verb, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+
+	r.local = p->local.p;
+	r.local_len = p->local.len;
+	r.domain = p->domain.p;
+	r.domain_len = p->domain.len;
+	if (p->flags & SMTP_PATH_ROUTED)
+		r.flags |= RULES_RCPT_ROUTED;
+	if (p->flags & SMTP_PATH_PERCENT)
+		r.flags |= RULES_RCPT_PERCENT;
+	if (p->flags & SMTP_PATH_BANG)
+		r.flags |= RULES_RCPT_BANG;
+	if (p->flags & SMTP_PATH_AT)
+		r.flags |= RULES_RCPT_AT;
+	rules_eval_rcpt(f->conf->policy, f->tx_rules,
+	    (const struct sockaddr *)&f->client, f->authenticated, &r, f->now, &v);
+	if (!v.accept) {
+		f->rcpt_refused++;
+		fsm_event_rule(f, "rcpt", p->raw, rules_reason_str(v.reason), v.rule, 550);
+		fsm_reply(f, c->verb, "550 5.7.1 <%.*s>: Relay access denied",
+		    (int)addr.len, addr.p);
+		return;
+	}
+	f->tx_rcpt++;
+	fsm_forward(f, c->verb, line, 0);
+}
+
+static void
+fsm_cmd_data(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
+{
+	if (!f->tx_active) {
+		fsm_reply(f, c->verb, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (f->tx_rcpt == 0) {
+		fsm_reply(f, c->verb, "554 5.5.1 Error: no valid recipients");
+		return;
+	}
+	fsm_forward(f, c->verb, line, 0);
+	f->barrier = 1;		/* the content starts only after the server's 354 */
+}
+
+static void
+fsm_cmd_rset(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
+{
+	fsm_tx_reset(f);
+	fsm_forward(f, c->verb, line, 0);
+}
+
+static void
+fsm_cmd_quit(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
+{
+	fsm_forward(f, c->verb, line, 0);
+	fsm_enter(f, SS_QUIT);
+}
+
+static void
+fsm_cmd_starttls(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
+{
+	/*
+	 * Whatever the client sent after STARTTLS in the same batch must never
+	 * reach the server (CVE-2011-0411): drain it now when we answer
+	 * ourselves, or when the server's reply comes in (fsm_reply_effect).
+	 */
+	if (!f->starttls_allow) {
+		fsm_reply(f, c->verb, "454 4.7.0 TLS not available");
+		f->out_flags |= SMTP_FSM_DRAIN_CLIENT;
+		return;
+	}
+	fsm_forward(f, c->verb, line, 0);
+	f->barrier = 1;
+}
+
+static void
+fsm_cmd_auth(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
+{
+	fsm_forward(f, c->verb, line, 0);
+	f->barrier = 1;		/* 334 makes the next line a continuation */
+}
+
+static void
+fsm_cmd_forward(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
+{
+	fsm_forward(f, c->verb, line, 0);
+}
+
+/* One row per verb that may reach the server; any other verb is answered 502. */
+static const struct fsm_cmd {
+	enum smtp_verb	verb;
+	void		(*handle)(struct smtp_fsm *, const struct smtp_cmd *, struct slice);
+} fsm_cmds[] = {
+	{ SMTP_V_HELO,		fsm_cmd_helo },
+	{ SMTP_V_EHLO,		fsm_cmd_helo },
+	{ SMTP_V_MAIL,		fsm_cmd_mail },
+	{ SMTP_V_RCPT,		fsm_cmd_rcpt },
+	{ SMTP_V_DATA,		fsm_cmd_data },
+	{ SMTP_V_RSET,		fsm_cmd_rset },
+	{ SMTP_V_QUIT,		fsm_cmd_quit },
+	{ SMTP_V_STARTTLS,	fsm_cmd_starttls },
+	{ SMTP_V_AUTH,		fsm_cmd_auth },
+	{ SMTP_V_NOOP,		fsm_cmd_forward },
+	{ SMTP_V_HELP,		fsm_cmd_forward },
+	{ SMTP_V_VRFY,		fsm_cmd_forward },
+	{ SMTP_V_EXPN,		fsm_cmd_forward },
+	{ SMTP_V_OTHER,		fsm_cmd_forward },	/* only if listed in `commands` */
+};
+
+static int
+fsm_allowed(const struct smtp_fsm *f, struct slice verb)
+{
+	unsigned i;
+
+	for (i = 0; i < f->conf->ncommands; i++)
+		if (smtp_slice_ieq(verb, f->conf->commands[i]))
+			return 1;
+	return 0;
+}
+
+/* The server is gone (message aborted, or lost): QUIT is answered, anything else ends the session. */
+static void
+fsm_cmd_server_gone(struct smtp_fsm *f, const struct smtp_cmd *c)
+{
+	if (c->verb == SMTP_V_QUIT) {
+		fsm_reply(f, c->verb, "221 2.0.0 Bye");
+		fsm_enter(f, SS_QUIT);
+	} else
+		fsm_reply(f, c->verb,
+		    "421 4.4.1 %s Error: connection to the mail server lost",
+		    f->conf->hostname);
+	f->out_flags |= SMTP_FSM_CLOSE_CLIENT;
+	fsm_enter(f, SS_CLOSED);
+}
+
+static void
+fsm_command(struct smtp_fsm *f, struct slice line)
+{
+	struct slice text = { line.p, line.len - 2 };	/* CRLF checked by the caller */
+	struct smtp_cmd c;
+	const struct fsm_cmd *row = NULL;
+	size_t i;
+	int res;
+
+	f->commands++;
+	res = smtp_parse_cmd(text.p, text.len, &c);
+	if (res == SMTP_PARSE_EMPTY) {
+		fsm_error(f, text, "syntax", "500 5.5.2 Error: bad syntax");
+		return;
+	}
+	if (res == SMTP_PARSE_NOT_SMTP) {
+		fsm_event(f, SMTP_EV_ERROR, "command", text, "not_smtp", 500);
+		if (++f->not_smtp >= SMTP_MAX_NOT_SMTP) {
+			fsm_reply(f, SMTP_V_NONE,
+			    "421 4.7.0 %s Error: this is an SMTP server; closing",
+			    f->conf->hostname);
+			f->out_flags |= SMTP_FSM_CLOSE_CLIENT;
+			fsm_enter(f, SS_CLOSED);
+			return;
+		}
+		fsm_reply(f, SMTP_V_NONE, "500 5.5.1 Error: not an SMTP command");
+		return;
+	}
+	if (f->server_gone) {
+		fsm_cmd_server_gone(f, &c);
+		return;
+	}
+	/* Only smtpwall speaks XCLIENT/XFORWARD to the server, whatever `commands` says. */
+	if (c.verb == SMTP_V_XCLIENT || c.verb == SMTP_V_XFORWARD ||
+	    !fsm_allowed(f, c.verb_text)) {
+		fsm_error(f, c.verb_text, "not_allowed", "502 5.5.1 Error: command not %s",
+		    c.verb == SMTP_V_OTHER ? "recognized" : "implemented");
+		return;
+	}
+	for (i = 0; i < sizeof(fsm_cmds) / sizeof(fsm_cmds[0]); i++)
+		if (fsm_cmds[i].verb == c.verb) {
+			row = &fsm_cmds[i];
+			break;
+		}
+	if (row == NULL) {	/* allowed by `commands` but no row: BDAT, XCLIENT... */
+		fsm_error(f, c.verb_text, "not_allowed",
+		    "502 5.5.1 Error: command not implemented");
+		return;
+	}
+	if (res == SMTP_PARSE_SYNTAX) {
+		if (c.verb == SMTP_V_MAIL)
+			fsm_error(f, text, "syntax", "501 5.1.7 Bad sender address syntax");
+		else if (c.verb == SMTP_V_RCPT)
+			fsm_error(f, text, "syntax", "501 5.1.3 Bad recipient address syntax");
+		else
+			fsm_error(f, text, "syntax", "501 5.5.4 Syntax error in parameters");
+		return;
+	}
+	row->handle(f, &c, line);
+}
+
+/* A rejected AUTH continuation line: the server is waiting for one, so cancel the exchange. */
+static void
+fsm_auth_cancel(struct smtp_fsm *f)
+{
+	static const char cancel[] = "*\r\n";
+
+	fsm_forward(f, SMTP_P_AUTHCONT, (struct slice){ cancel, 3 }, 0);
+	f->barrier = 1;
+}
+
+/* One client line in command or AUTH-continuation mode; returns bytes consumed, 0 to wait. */
+static size_t
+fsm_client_line(struct smtp_fsm *f, const char *p, size_t n)
+{
+	size_t limit = f->conf->max_line_length, len;
+	const char *lf;
+	struct slice line;
+
+	if (f->skip_line) {	/* the rest of an over-long line */
+		if ((lf = memchr(p, '\n', n)) == NULL)
+			return n;
+		f->skip_line = 0;
+		return (size_t)(lf - p) + 1;
+	}
+	if (f->barrier || f->fifo_len >= SMTP_FIFO_MAX - 2 ||
+	    buf_len(f->to_server) > SMTP_OUT_HIGH ||
+	    buf_len(f->to_client) > SMTP_OUT_HIGH)
+		return 0;
+
+	if ((lf = memchr(p, '\n', n < limit ? n : limit)) == NULL) {
+		if (n < limit)
+			return f->client_eof ? n : 0;	/* a partial line at EOF is dropped */
+		f->skip_line = 1;
+		if (f->state == SS_AUTH)
+			fsm_auth_cancel(f);
+		else
+			fsm_error(f, (struct slice){ p, 64 }, "line_too_long",
+			    "500 5.5.2 Error: line too long");
+		return limit;
+	}
+	len = (size_t)(lf - p) + 1;
+	line.p = p;
+	line.len = len;
+	if (len < 2 || p[len - 2] != '\r' || smtp_line_has_bad_bytes(p, len - 2)) {
+		if (f->state == SS_AUTH)
+			fsm_auth_cancel(f);
+		else
+			fsm_error(f, (struct slice){ p, len - 1 }, "bad_bytes",
+			    "500 5.5.2 Error: bad character in command (NUL, bare CR or bare LF)");
+		return len;
+	}
+	if (f->state == SS_AUTH) {
+		/* Passed through unread: never parsed as a command, never logged. */
+		fsm_forward(f, SMTP_P_AUTHCONT, line, 0);
+		f->barrier = 1;
+		return len;
+	}
+	fsm_command(f, line);
+	return len;
+}
+
+/* Decide whether the message in flight must be refused, after each scan. */
+static void
+fsm_data_check(struct smtp_fsm *f)
+{
+	const struct smtp_data *d = &f->data;
+	const char *reason = NULL;
+	int code = 0;
+
+	if (f->data_refused)
+		return;
+	if (d->flags & SMTP_DATA_F_NUL) {
+		code = 554;
+		reason = "nul";
+	} else if (d->mode == SMTP_DATA_REJECT &&
+	    (d->flags & (SMTP_DATA_F_BARE_LF | SMTP_DATA_F_BARE_CR))) {
+		code = 554;
+		reason = "bare_lf";
+	} else if (d->content > f->conf->max_message_size) {
+		code = 552;
+		reason = "size";
+	}
+	if (code == 0)
+		return;
+	/* The server must never see the end of this message: reset its side now. */
+	f->data_refused = code;
+	f->data_reason = reason;
+	f->server_gone = 1;
+	f->out_flags |= SMTP_FSM_ABORT_SERVER;
+	buf_reset(f->to_server);
+	fsm_event(f, SMTP_EV_ABORT, "data", (struct slice){ f->from, strlen(f->from) },
+	    reason, code);
+}
+
+static void
+fsm_data_end(struct smtp_fsm *f)
+{
+	f->msg_bytes = f->data.content;
+	fsm_tx_reset(f);
+	fsm_enter(f, SS_CMD);
+	switch (f->data_refused) {
+	case 0:
+		if (fifo_push(f, SMTP_P_DOT, 0, 0) == NULL)
+			fsm_fail(f);
+		break;
+	case 552:
+		fsm_reply(f, SMTP_P_DOT, "552 5.3.4 Message size exceeds fixed limit");
+		break;
+	default:
+		if (f->data.flags & SMTP_DATA_F_NUL)
+			fsm_reply(f, SMTP_P_DOT,
+			    "554 5.6.0 Message refused: NUL byte in content");
+		else
+			fsm_reply(f, SMTP_P_DOT,
+			    "554 5.6.0 Message refused: bare LF or bare CR line ending");
+		break;
+	}
+}
+
+static size_t
+fsm_client_data(struct smtp_fsm *f, const char *p, size_t n)
+{
+	char scratch[FSM_DATA_CHUNK];
+	char *out;
+	size_t room, outlen = 0, k;
+
+	if (f->data_refused) {
+		out = scratch;		/* refused: read to its end, forward nothing */
+		room = sizeof(scratch);
+	} else {
+		if (buf_len(f->to_server) > SMTP_OUT_HIGH)
+			return 0;
+		if (buf_reserve(f->to_server, FSM_DATA_CHUNK, SMTP_OUT_MAX) == -1) {
+			fsm_fail(f);
+			return n;
+		}
+		out = buf_tail(f->to_server);
+		room = buf_room(f->to_server);
+	}
+	k = smtp_data_scan(&f->data, p, n, out, room, &outlen);
+	if (!f->data_refused)
+		buf_commit(f->to_server, outlen);
+	fsm_data_check(f);
+	if (f->data.done)
+		fsm_data_end(f);
+	return k;
+}
+
+static size_t
+fsm_raw(struct smtp_fsm *f, struct buf *to, const char *p, size_t n)
+{
+	size_t room;
+
+	if (buf_len(to) > SMTP_OUT_HIGH)
+		return 0;
+	room = SMTP_OUT_MAX - buf_len(to);
+	if (n > room)
+		n = room;
+	fsm_out(f, to, p, n);
+	return n;
+}
+
+static size_t
+fsm_client_step(struct smtp_fsm *f, const char *p, size_t n)
+{
+	switch (f->state) {
+	case SS_GREETING:
+		return 0;		/* held until the server has greeted */
+	case SS_QUIT:
+	case SS_CLOSED:
+		return n;		/* nothing after QUIT is forwarded */
+	case SS_RAW:
+		return fsm_raw(f, f->to_server, p, n);
+	case SS_DATA:
+		return fsm_client_data(f, p, n);
+	case SS_CMD:
+	case SS_AUTH:
+		return fsm_client_line(f, p, n);
+	}
+	return 0;
+}
+
+size_t
+smtp_fsm_client(struct smtp_fsm *f, const char *p, size_t n)
+{
+	size_t done = 0, k;
+
+	while (done < n) {
+		k = fsm_client_step(f, p + done, n - done);
+		if (k == 0)
+			break;
+		done += k;
+		if (f->out_flags & SMTP_FSM_DRAIN_CLIENT)
+			return n;
+	}
+	return done;
+}
+
+/* ---- server replies -------------------------------------------------------- */
+
+/* EHLO keywords the client must not see, and the verb that would make them usable. */
+static const struct fsm_ehlo_drop {
+	const char	*keyword;
+	const char	*verb;	/* shown if this verb is in `commands`; NULL: never */
+} fsm_ehlo_drops[] = {
+	{ "CHUNKING",		NULL },		/* BDAT is not parsed */
+	{ "BINARYMIME",		NULL },		/* needs BDAT */
+	{ "XCLIENT",		NULL },		/* only smtpwall speaks it */
+	{ "XFORWARD",		NULL },
+	{ "ETRN",		"ETRN" },
+	{ "ATRN",		"ATRN" },
+	{ "TURN",		"TURN" },
+	{ "EXPN",		"EXPN" },
+	{ "VRFY",		"VRFY" },
+	{ "XEXCH50",		"XEXCH50" },
+	{ "X-LINK2STATE",	"X-LINK2STATE" },
+};
+
+static int
+fsm_ehlo_keep(const struct smtp_fsm *f, struct slice kw)
+{
+	size_t i;
+
+	if (smtp_slice_ieq(kw, "STARTTLS"))
+		return f->starttls_allow;
+	for (i = 0; i < sizeof(fsm_ehlo_drops) / sizeof(fsm_ehlo_drops[0]); i++) {
+		if (!smtp_slice_ieq(kw, fsm_ehlo_drops[i].keyword))
+			continue;
+		return fsm_ehlo_drops[i].verb != NULL &&
+		    fsm_allowed(f, (struct slice){ fsm_ehlo_drops[i].verb,
+		    strlen(fsm_ehlo_drops[i].verb) });
+	}
+	return 1;
+}
+
+/*
+ * Emit the collected EHLO reply (lines of f->ehlo, each "text\n") without the
+ * keywords the client must not see; the first line (the server's name) always
+ * stays, and the last kept line gets "250 ". SIZE is lowered to our limit.
+ */
+static void
+fsm_ehlo_emit(struct smtp_fsm *f)
+{
+	const char *p = buf_head(&f->ehlo), *end = p + buf_len(&f->ehlo), *nl;
+	struct slice lines[64];
+	unsigned n = 0, keep = 0, i;
+	char tmp[SMTP_REPLY_LINE_MAX + 16];
+	int len;
+
+	while (p < end && n < 64) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		lines[n].p = p;
+		lines[n].len = (size_t)(nl - p);
+		p = nl + 1;
+		if (n == 0 || fsm_ehlo_keep(f, smtp_ehlo_keyword(lines[n])))
+			lines[keep++] = lines[n];
+		n++;
+	}
+	for (i = 0; i < keep; i++) {
+		struct slice kw = smtp_ehlo_keyword(lines[i]);
+		char sep = i + 1 == keep ? ' ' : '-';
+		unsigned long long sz;
+		struct slice val;
+
+		if (i > 0 && smtp_slice_ieq(kw, "SIZE")) {
+			val.p = kw.p + kw.len;
+			val.len = lines[i].len - kw.len;
+			while (val.len && *val.p == ' ') {
+				val.p++;
+				val.len--;
+			}
+			if (val.len == 0 || smtp_param_ulong(val, &sz) == -1 || sz == 0 ||
+			    sz > f->conf->max_message_size) {
+				len = snprintf(tmp, sizeof(tmp), "%d%cSIZE %llu\r\n",
+				    f->ehlo_code, sep,
+				    (unsigned long long)f->conf->max_message_size);
+				fsm_out(f, f->to_client, tmp, (size_t)len);
+				continue;
+			}
+		}
+		len = snprintf(tmp, sizeof(tmp), "%d%c%.*s\r\n", f->ehlo_code, sep,
+		    (int)lines[i].len, lines[i].p);
+		fsm_out(f, f->to_client, tmp, (size_t)len);
+	}
+	buf_free(&f->ehlo);
+}
+
+/* What the final line of a reply changes, by the command it answers. */
+static void
+fsm_reply_effect(struct smtp_fsm *f, const struct smtp_pending *e, int code)
+{
+	int ok = code >= 200 && code < 300;
+
+	switch (e->verb) {
+	case SMTP_P_GREETING:
+		fsm_enter(f, SS_CMD);
+		break;
+	case SMTP_V_HELO:
+	case SMTP_V_EHLO:
+	case SMTP_V_RSET:
+		if (ok)
+			fsm_tx_reset(f);
+		break;
+	case SMTP_V_MAIL:
+		if (!ok && (e->flags & SMTP_PF_STARTS_TX))
+			fsm_tx_reset(f);
+		break;
+	case SMTP_V_RCPT:
+		if (ok)
+			f->rcpt_ok++;
+		break;
+	case SMTP_V_DATA:
+		f->barrier = 0;
+		if (code == 354) {
+			smtp_data_init(&f->data, f->conf->bare_lf);
+			f->data_refused = 0;
+			f->data_reason = NULL;
+			fsm_enter(f, SS_DATA);
+		}
+		break;
+	case SMTP_P_DOT:
+		if (ok) {
+			f->messages++;
+			f->bytes += f->msg_bytes;
+		}
+		fsm_event(f, SMTP_EV_MESSAGE, "data",
+		    (struct slice){ f->from, strlen(f->from) }, NULL, code);
+		break;
+	case SMTP_V_STARTTLS:
+		f->barrier = 0;
+		/* Bytes the client sent before this reply were sent in plaintext after STARTTLS. */
+		f->out_flags |= SMTP_FSM_DRAIN_CLIENT;
+		if (code == 220)
+			fsm_enter(f, SS_RAW);
+		break;
+	case SMTP_V_AUTH:
+	case SMTP_P_AUTHCONT:
+		f->barrier = 0;
+		if (code == 334)
+			fsm_enter(f, SS_AUTH);
+		else {
+			if (code == 235)
+				f->authenticated = 1;
+			fsm_enter(f, SS_CMD);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+fsm_server_garbage(struct smtp_fsm *f, struct slice line, const char *reason)
+{
+	fsm_event(f, SMTP_EV_SERVER, "reply", line, reason, 0);
+	smtp_fsm_server_failed(f, 421, "4.4.2", "Error: bad reply from the mail server");
+}
+
+static size_t
+fsm_server_line(struct smtp_fsm *f, const char *p, size_t n)
+{
+	struct smtp_reply_line r;
+	struct smtp_pending *e;
+	struct slice text;
+	const char *lf;
+	size_t len;
+
+	if (f->state == SS_CLOSED)
+		return n;
+	if (buf_len(f->to_client) > SMTP_OUT_HIGH)
+		return 0;
+	if ((lf = memchr(p, '\n', n < SMTP_REPLY_LINE_MAX ? n : SMTP_REPLY_LINE_MAX)) == NULL) {
+		if (n >= SMTP_REPLY_LINE_MAX)
+			fsm_server_garbage(f, (struct slice){ p, 64 }, "line_too_long");
+		return n >= SMTP_REPLY_LINE_MAX ? n : 0;
+	}
+	len = (size_t)(lf - p) + 1;
+	text.p = p;
+	text.len = len - 1 - (len >= 2 && p[len - 2] == '\r');
+	if (smtp_parse_reply_line(text.p, text.len, &r) == -1) {
+		fsm_server_garbage(f, text, "syntax");
+		return n;
+	}
+
+	fifo_flush_local(f);
+	if ((e = fifo_head(f)) == NULL) {
+		/* Unsolicited: only a 421 (the server is going away) is passed on. */
+		if (r.code == 421) {
+			fsm_out(f, f->to_client, text.p, text.len);
+			fsm_out(f, f->to_client, "\r\n", 2);
+			f->out_flags |= SMTP_FSM_CLOSE_CLIENT;
+			fsm_enter(f, SS_CLOSED);
+		} else
+			fsm_event(f, SMTP_EV_SERVER, "reply", text, "unsolicited", r.code);
+		return len;
+	}
+
+	if (e->verb == SMTP_V_EHLO && r.code == 250) {
+		if (buf_len(&f->ehlo) + r.text.len + 1 <= FSM_EHLO_MAX) {
+			if (buf_append(&f->ehlo, r.text.p, r.text.len, FSM_EHLO_MAX) == -1 ||
+			    buf_append(&f->ehlo, "\n", 1, FSM_EHLO_MAX) == -1) {
+				fsm_fail(f);
+				return n;
+			}
+		}
+		f->ehlo_code = r.code;
+		if (r.last)
+			fsm_ehlo_emit(f);
+	} else {
+		/* Passed on as the server wrote it; only a bare LF ending is made CRLF. */
+		fsm_out(f, f->to_client, text.p, text.len);
+		fsm_out(f, f->to_client, "\r\n", 2);
+	}
+	if (!r.last)
+		return len;
+
+	{
+		struct smtp_pending done = *e;
+
+		fifo_pop(f);
+		fsm_reply_effect(f, &done, r.code);
+	}
+	fifo_flush_local(f);
+	return len;
+}
+
+size_t
+smtp_fsm_server(struct smtp_fsm *f, const char *p, size_t n)
+{
+	size_t done = 0, k;
+
+	while (done < n) {
+		if (f->state == SS_RAW)
+			k = fsm_raw(f, f->to_client, p + done, n - done);
+		else
+			k = fsm_server_line(f, p + done, n - done);
+		if (k == 0)
+			break;
+		done += k;
+	}
+	return done;
+}
+
+/* ---- lifecycle and failures ------------------------------------------------ */
+
+void
+smtp_fsm_init(struct smtp_fsm *f, const struct smtp_fsm_conf *conf,
+    const struct sockaddr *client, int starttls_allow,
+    struct buf *to_client, struct buf *to_server,
+    smtp_event_fn *event, void *event_arg)
+{
+	memset(f, 0, sizeof(*f));
+	f->conf = conf;
+	f->to_client = to_client;
+	f->to_server = to_server;
+	f->event = event;
+	f->event_arg = event_arg;
+	f->starttls_allow = starttls_allow;
+	if (client != NULL)
+		memcpy(&f->client, client, client->sa_family == AF_INET6 ?
+		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+	f->state = SS_GREETING;
+	fifo_push(f, SMTP_P_GREETING, 0, 0);
+}
+
+void
+smtp_fsm_free(struct smtp_fsm *f)
+{
+	rules_unref(f->tx_rules);
+	f->tx_rules = NULL;
+	buf_free(&f->local);
+	buf_free(&f->ehlo);
+}
+
+void
+smtp_fsm_client_eof(struct smtp_fsm *f)
+{
+	f->client_eof = 1;
+	switch (f->state) {
+	case SS_DATA:
+		/* A message cut short must never be completed at the server. */
+		if (!f->data_refused)
+			fsm_event(f, SMTP_EV_ABORT, "data",
+			    (struct slice){ f->from, strlen(f->from) }, "client_eof", 0);
+		f->server_gone = 1;
+		f->out_flags |= SMTP_FSM_ABORT_SERVER;
+		buf_reset(f->to_server);
+		fsm_enter(f, SS_CLOSED);
+		break;
+	case SS_AUTH:
+	case SS_RAW:
+	case SS_GREETING:
+		fsm_enter(f, SS_CLOSED);
+		break;
+	default:
+		break;		/* replies still owed keep flowing */
+	}
+}
+
+void
+smtp_fsm_client_timeout(struct smtp_fsm *f)
+{
+	if (f->state == SS_CLOSED)
+		return;
+	fsm_out(f, f->to_client, "421 4.4.2 ", 10);
+	fsm_out(f, f->to_client, f->conf->hostname, strlen(f->conf->hostname));
+	fsm_out(f, f->to_client, " Error: timeout exceeded\r\n", 26);
+	if (f->state == SS_DATA) {
+		f->out_flags |= SMTP_FSM_ABORT_SERVER;
+		buf_reset(f->to_server);
+	}
+	f->out_flags |= SMTP_FSM_CLOSE_CLIENT;
+	fsm_enter(f, SS_CLOSED);
+}
+
+void
+smtp_fsm_server_failed(struct smtp_fsm *f, int code, const char *enh, const char *text)
+{
+	struct smtp_pending *e;
+	char line[512];
+	int len, owed = 0;
+
+	if (f->state == SS_CLOSED)
+		return;
+	len = snprintf(line, sizeof(line), "%d %s %s %s\r\n", code, enh,
+	    f->conf->hostname, text);
+	f->server_gone = 1;
+	f->out_flags |= SMTP_FSM_ABORT_SERVER;
+	buf_reset(f->to_server);
+	buf_free(&f->ehlo);
+
+	while ((e = fifo_head(f)) != NULL) {
+		if (e->local) {
+			fifo_flush_local(f);
+			continue;
+		}
+		owed = 1;
+		if (e->verb == SMTP_V_QUIT)	/* the client was leaving anyway */
+			fsm_out(f, f->to_client, "221 2.0.0 Bye\r\n", 15);
+		else
+			fsm_out(f, f->to_client, line, (size_t)len);
+		fifo_pop(f);
+		if (code == 421)
+			break;
+	}
+	f->fifo_len = 0;
+	f->barrier = 0;
+	buf_free(&f->local);
+
+	if (f->state == SS_QUIT || code == 421 || f->state == SS_DATA ||
+	    f->state == SS_AUTH || f->state == SS_RAW || f->state == SS_GREETING) {
+		/* Mid-message or unsolicited: tell the client unless a reply already did. */
+		if (!owed && f->state != SS_QUIT)
+			fsm_out(f, f->to_client, line, (size_t)len);
+		f->out_flags |= SMTP_FSM_CLOSE_CLIENT;
+		fsm_enter(f, SS_CLOSED);
+		return;
+	}
+	fsm_enter(f, SS_CMD);
+}
+
+int
+smtp_fsm_awaiting_server(const struct smtp_fsm *f)
+{
+	unsigned i;
+
+	if (f->state == SS_CLOSED || f->server_gone)
+		return 0;
+	for (i = 0; i < f->fifo_len; i++)
+		if (!f->fifo[(f->fifo_head + i) % SMTP_FIFO_MAX].local)
+			return 1;
+	return 0;
+}
+
+int
+smtp_fsm_finished(const struct smtp_fsm *f)
+{
+	if (f->state == SS_CLOSED)
+		return 1;
+	return (f->state == SS_QUIT || f->client_eof) && f->fifo_len == 0;
+}

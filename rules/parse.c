@@ -1,0 +1,630 @@
+/*
+ * parse.c: the rules-file language -> an immutable, refcounted ruleset, and
+ * back (rules_rule_format prints the line rules_parse reads, so that
+ * parse(format(rule)) gives the same rule). Also owns the ruleset lifetime.
+ *
+ * Language (SPEC.md "Live rules"): one rule a line; words separated by
+ * spaces and tabs; '#' outside a quoted comment="..." value starts a comment,
+ * and must then begin a word (a '#' glued to a word is an error, not a silent
+ * cut of the word); a CR before the LF is ignored.
+ *
+ *   block sender PATTERN [until=YYYY-MM-DDTHH:MM:SSZ] [comment="text"]
+ *   block client CIDR [until=...] [comment="..."]
+ *   allow relay CIDR to DOMAIN-PATTERN [until=...] [comment="..."]
+ *
+ * Every bad line is reported (first error of that line) with its 1-based
+ * number and parsing goes on, so one pass shows the administrator every
+ * mistake; a file with any error gives no ruleset at all.
+ *
+ * Never logs, never does I/O.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "rules_int.h"
+
+#define RULES_MAX_WORDS		12	/* the longest rule has 7 */
+#define RULES_UNKNOWN_RULE	"expected block sender|block client|allow relay"
+
+/* ---- ruleset lifetime --------------------------------------------------- */
+
+struct rules_node *
+rules_node_new(void)
+{
+	struct rules_node *n = calloc(1, sizeof *n);
+
+	if (n != NULL)
+		n->rn_refs = 1;
+	return n;
+}
+
+void
+rules_node_unref(struct rules_node *n)
+{
+	if (n != NULL && __atomic_sub_fetch(&n->rn_refs, 1, __ATOMIC_ACQ_REL) == 0)
+		free(n);
+}
+
+struct ruleset *
+rules_set_alloc(size_t n)
+{
+	struct ruleset *rs;
+
+	if (n > (SIZE_MAX - sizeof *rs) / sizeof rs->rs_nodes[0]) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	rs = calloc(1, sizeof *rs + n * sizeof rs->rs_nodes[0]);
+	if (rs == NULL)
+		return NULL;
+	rs->rs_refs = 1;
+	rs->rs_n = n;
+	return rs;
+}
+
+struct ruleset *
+rules_empty(void)
+{
+	return rules_set_alloc(0);
+}
+
+struct ruleset *
+rules_ref(struct ruleset *rs)
+{
+	if (rs != NULL)
+		__atomic_fetch_add(&rs->rs_refs, 1, __ATOMIC_RELAXED);
+	return rs;
+}
+
+void
+rules_unref(struct ruleset *rs)
+{
+	size_t i;
+
+	if (rs == NULL || __atomic_sub_fetch(&rs->rs_refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	for (i = 0; i < rs->rs_n; i++)
+		rules_node_unref(rs->rs_nodes[i]);
+	free(rs);
+}
+
+size_t
+rules_count(const struct ruleset *rs)
+{
+	return rs != NULL ? rs->rs_n : 0;
+}
+
+const struct rules_rule *
+rules_get(const struct ruleset *rs, size_t i)
+{
+	return rs != NULL && i < rs->rs_n ? &rs->rs_nodes[i]->rn_rule : NULL;
+}
+
+/* ---- one line ------------------------------------------------------------ */
+
+enum rules_word_kind {
+	RULES_W_WORD = 1,
+	RULES_W_COMMENT,	/* comment="..." with its quotes, escapes still in */
+};
+
+struct rules_word {
+	enum rules_word_kind	 kind;
+	const char		*p;
+	size_t			 len;
+};
+
+struct rules_line {
+	struct rules_word	 w[RULES_MAX_WORDS];
+	size_t			 n;
+	char			 err[RULES_ERR_LEN];
+};
+
+static int
+rules_isblank(int c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static int
+rules_word_is(const struct rules_word *w, const char *s)
+{
+	size_t n = strlen(s);
+
+	return w->kind == RULES_W_WORD && w->len == n && memcmp(w->p, s, n) == 0;
+}
+
+static int
+rules_has_prefix(const char *p, size_t len, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	return len >= n && memcmp(p, prefix, n) == 0;
+}
+
+/* The end of a comment="..." word starting at i, past its closing quote; 0 if unterminated. */
+static size_t
+rules_quoted_end(const char *s, size_t len, size_t i)
+{
+	for (i += sizeof "comment=\"" - 1; i < len; i++) {
+		if (s[i] == '\\')
+			i++;
+		else if (s[i] == '"')
+			return i + 1;
+	}
+	return 0;
+}
+
+static int
+rules_split(const char *s, size_t len, struct rules_line *ln)
+{
+	size_t i = 0, j;
+
+	ln->n = 0;
+	for (;;) {
+		while (i < len && rules_isblank((unsigned char)s[i]))
+			i++;
+		if (i == len || s[i] == '#')
+			return 0;
+		if (ln->n == RULES_MAX_WORDS) {
+			snprintf(ln->err, RULES_ERR_LEN, "too many words for a rule");
+			return -1;
+		}
+		if (rules_has_prefix(s + i, len - i, "comment=\"")) {
+			j = rules_quoted_end(s, len, i);
+			if (j == 0) {
+				snprintf(ln->err, RULES_ERR_LEN, "comment=: missing closing '\"'");
+				return -1;
+			}
+			if (j < len && !rules_isblank((unsigned char)s[j])) {
+				snprintf(ln->err, RULES_ERR_LEN, s[j] == '#' ?
+				    "'#' right after comment=\"...\": put a space before a comment" :
+				    "comment=: garbage after the closing '\"'");
+				return -1;
+			}
+			ln->w[ln->n++] = (struct rules_word){ RULES_W_COMMENT, s + i, j - i };
+		} else {
+			for (j = i; j < len && !rules_isblank((unsigned char)s[j]); j++) {
+				if (s[j] == '#') {
+					char esc[96];
+
+					rules_esc(esc, sizeof esc, s + i, j - i + 1);
+					snprintf(ln->err, RULES_ERR_LEN, "'#' inside the word '%s': a comment "
+					    "needs a space before it, and '#' is not allowed in a rule", esc);
+					return -1;
+				}
+			}
+			ln->w[ln->n++] = (struct rules_word){ RULES_W_WORD, s + i, j - i };
+		}
+		i = j;
+	}
+}
+
+static int
+rules_sender_pattern(const struct rules_word *w, struct rules_node *n, char err[RULES_ERR_LEN])
+{
+	char esc[96];
+	size_t i;
+
+	rules_esc(esc, sizeof esc, w->p, w->len);
+	if (w->len >= RULES_PATTERN_MAX) {
+		snprintf(err, RULES_ERR_LEN, "block sender: pattern longer than %d bytes",
+		    RULES_PATTERN_MAX - 1);
+		return -1;
+	}
+	/* lowercased, it would read back as a comment= option: no round trip */
+	if (w->len >= 9 && strncasecmp(w->p, "comment=\"", 9) == 0) {
+		snprintf(err, RULES_ERR_LEN, "block sender: a pattern may not begin with comment=\"");
+		return -1;
+	}
+	if (!(w->len == 2 && memcmp(w->p, "<>", 2) == 0)) {
+		for (i = 0; i < w->len; i++) {
+			unsigned char c = (unsigned char)w->p[i];
+
+			if (c < 0x20 || c == 0x7f) {
+				snprintf(err, RULES_ERR_LEN, "block sender: control character in "
+				    "pattern '%s'", esc);
+				return -1;
+			}
+			if (c == '<' || c == '>') {
+				snprintf(err, RULES_ERR_LEN, "block sender: '%s': write the address "
+				    "without '<' '>' (the pattern <> alone is the null sender)", esc);
+				return -1;
+			}
+		}
+	}
+	for (i = 0; i < w->len; i++)
+		n->rn_rule.pattern[i] = (char)rules_lc((unsigned char)w->p[i]);
+	n->rn_rule.pattern[w->len] = '\0';
+	return 0;
+}
+
+static int
+rules_cidr_word(const char *what, const struct rules_word *w, struct rules_cidr *c,
+    char err[RULES_ERR_LEN])
+{
+	char e[RULES_ERR_LEN];
+
+	if (w == NULL || w->kind != RULES_W_WORD) {
+		snprintf(err, RULES_ERR_LEN, "%s: expected a CIDR", what);
+		return -1;
+	}
+	if (rules_cidr_parse(w->p, w->len, c, e) == -1) {
+		snprintf(err, RULES_ERR_LEN, "%s: %.*s", what, (int)(RULES_ERR_LEN - 32), e);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+rules_d2(const char *p, int *out)
+{
+	if (p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9')
+		return -1;
+	*out = (p[0] - '0') * 10 + (p[1] - '0');
+	return 0;
+}
+
+static int
+rules_mdays(int year, int mon)
+{
+	static const int d[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+
+	if (mon == 2 && ((year % 4 == 0 && year % 100 != 0) || year % 400 == 0))
+		return 29;
+	return d[mon - 1];
+}
+
+/* Exactly YYYY-MM-DDTHH:MM:SSZ, UTC, after the epoch. */
+static int
+rules_time_parse(const char *p, size_t len, time_t *out)
+{
+	struct tm tm;
+	int cc, yy, mon, day, h, m, s;
+	time_t t;
+
+	if (len != 20 || p[4] != '-' || p[7] != '-' || p[10] != 'T' || p[13] != ':' ||
+	    p[16] != ':' || p[19] != 'Z')
+		return -1;
+	if (rules_d2(p, &cc) == -1 || rules_d2(p + 2, &yy) == -1 || rules_d2(p + 5, &mon) == -1 ||
+	    rules_d2(p + 8, &day) == -1 || rules_d2(p + 11, &h) == -1 ||
+	    rules_d2(p + 14, &m) == -1 || rules_d2(p + 17, &s) == -1)
+		return -1;
+	if (mon < 1 || mon > 12 || day < 1 || day > rules_mdays(cc * 100 + yy, mon) ||
+	    h > 23 || m > 59 || s > 59)
+		return -1;
+	memset(&tm, 0, sizeof tm);
+	tm.tm_year = cc * 100 + yy - 1900;
+	tm.tm_mon = mon - 1;
+	tm.tm_mday = day;
+	tm.tm_hour = h;
+	tm.tm_min = m;
+	tm.tm_sec = s;
+	t = timegm(&tm);
+	/* 0 means "never expires", so the epoch itself and before are refused */
+	if (t <= 0)
+		return -1;
+	*out = t;
+	return 0;
+}
+
+static int
+rules_comment_parse(const struct rules_word *w, char out[RULES_COMMENT_MAX], char err[RULES_ERR_LEN])
+{
+	const char *p = w->p + sizeof "comment=\"" - 1;
+	const char *end = w->p + w->len - 1;	/* the closing quote */
+	size_t o = 0;
+
+	for (; p < end; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '\\') {
+			c = (unsigned char)*++p;
+			if (c != '"' && c != '\\') {
+				char esc[8];
+
+				rules_esc(esc, sizeof esc, p, 1);
+				snprintf(err, RULES_ERR_LEN, "comment=: unknown escape '\\%s' "
+				    "(only \\\" and \\\\)", esc);
+				return -1;
+			}
+		} else if (c < 0x20 || c == 0x7f) {
+			snprintf(err, RULES_ERR_LEN, "comment=: control character in the text");
+			return -1;
+		}
+		if (o == RULES_COMMENT_MAX - 1) {
+			snprintf(err, RULES_ERR_LEN, "comment=: text longer than %d bytes",
+			    RULES_COMMENT_MAX - 1);
+			return -1;
+		}
+		out[o++] = (char)c;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+static int
+rules_options(const struct rules_line *ln, size_t i, struct rules_node *n, char err[RULES_ERR_LEN])
+{
+	int have_until = 0, have_comment = 0;
+	char esc[96];
+
+	for (; i < ln->n; i++) {
+		const struct rules_word *w = &ln->w[i];
+
+		rules_esc(esc, sizeof esc, w->p, w->len);
+		if (w->kind == RULES_W_COMMENT) {
+			if (have_comment++) {
+				snprintf(err, RULES_ERR_LEN, "duplicate comment=");
+				return -1;
+			}
+			if (rules_comment_parse(w, n->rn_rule.comment, err) == -1)
+				return -1;
+		} else if (rules_has_prefix(w->p, w->len, "until=")) {
+			if (have_until++) {
+				snprintf(err, RULES_ERR_LEN, "duplicate until=");
+				return -1;
+			}
+			if (rules_time_parse(w->p + 6, w->len - 6, &n->rn_rule.until) == -1) {
+				rules_esc(esc, sizeof esc, w->p + 6, w->len - 6);
+				snprintf(err, RULES_ERR_LEN, "bad until= time '%s': expected "
+				    "YYYY-MM-DDTHH:MM:SSZ", esc);
+				return -1;
+			}
+		} else if (rules_has_prefix(w->p, w->len, "comment=")) {
+			snprintf(err, RULES_ERR_LEN, "comment= takes a double-quoted text: "
+			    "comment=\"...\"");
+			return -1;
+		} else {
+			snprintf(err, RULES_ERR_LEN, "unexpected '%s' after the rule; expected "
+			    "until= or comment=", esc);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+rules_line_parse(const struct rules_line *ln, struct rules_node *n, char err[RULES_ERR_LEN])
+{
+	struct rules_rule *r = &n->rn_rule;
+	const struct rules_word *w = ln->w;
+	char esc[96];
+	size_t i;
+
+#define RULES_W(k)	((k) < ln->n ? &w[k] : NULL)
+	if (rules_word_is(&w[0], "block") && RULES_W(1) != NULL && rules_word_is(&w[1], "sender")) {
+		r->kind = RULES_BLOCK_SENDER;
+		if (RULES_W(2) == NULL || w[2].kind != RULES_W_WORD) {
+			snprintf(err, RULES_ERR_LEN, "block sender: expected a sender pattern");
+			return -1;
+		}
+		if (rules_sender_pattern(&w[2], n, err) == -1)
+			return -1;
+		i = 3;
+	} else if (rules_word_is(&w[0], "block") && RULES_W(1) != NULL &&
+	    rules_word_is(&w[1], "client")) {
+		r->kind = RULES_BLOCK_CLIENT;
+		if (rules_cidr_word("block client", RULES_W(2), &r->cidr, err) == -1)
+			return -1;
+		i = 3;
+	} else if (rules_word_is(&w[0], "allow") && RULES_W(1) != NULL &&
+	    rules_word_is(&w[1], "relay")) {
+		char e[RULES_ERR_LEN];
+
+		r->kind = RULES_ALLOW_RELAY;
+		if (rules_cidr_word("allow relay", RULES_W(2), &r->cidr, err) == -1)
+			return -1;
+		if (RULES_W(3) == NULL || !rules_word_is(&w[3], "to")) {
+			snprintf(err, RULES_ERR_LEN, "allow relay: expected 'to' after the CIDR");
+			return -1;
+		}
+		if (RULES_W(4) == NULL || w[4].kind != RULES_W_WORD) {
+			snprintf(err, RULES_ERR_LEN, "allow relay: expected a domain pattern after 'to'");
+			return -1;
+		}
+		if (w[4].len >= RULES_PATTERN_MAX) {
+			snprintf(err, RULES_ERR_LEN, "allow relay: domain pattern too long");
+			return -1;
+		}
+		if (rules_domain_pattern_norm(w[4].p, w[4].len, r->pattern, e) == -1) {
+			snprintf(err, RULES_ERR_LEN, "allow relay: %.*s", (int)(RULES_ERR_LEN - 32), e);
+			return -1;
+		}
+		i = 5;
+	} else {
+		size_t len = w[0].len;
+
+		/* name the rule as far as it was written: 'blok', 'block foo' */
+		if ((rules_word_is(&w[0], "block") || rules_word_is(&w[0], "allow")) &&
+		    RULES_W(1) != NULL)
+			len = (size_t)(w[1].p + w[1].len - w[0].p);
+		rules_esc(esc, sizeof esc, w[0].p, len);
+		snprintf(err, RULES_ERR_LEN, "unknown rule '%s'; " RULES_UNKNOWN_RULE, esc);
+		return -1;
+	}
+#undef RULES_W
+	n->rn_plen = strlen(r->pattern);
+	return rules_options(ln, i, n, err);
+}
+
+/* ---- the whole text ------------------------------------------------------ */
+
+struct rules_build {
+	struct rules_node	**b_v;
+	size_t			  b_n, b_cap;
+};
+
+static int
+rules_build_push(struct rules_build *b, struct rules_node *n)
+{
+	if (b->b_n == b->b_cap) {
+		size_t ncap = b->b_cap ? b->b_cap * 2 : 64;
+		struct rules_node **v = reallocarray(b->b_v, ncap, sizeof *v);
+
+		if (v == NULL)
+			return -1;
+		b->b_v = v;
+		b->b_cap = ncap;
+	}
+	b->b_v[b->b_n++] = n;
+	return 0;
+}
+
+static void
+rules_build_free(struct rules_build *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->b_n; i++)
+		rules_node_unref(b->b_v[i]);
+	free(b->b_v);
+	b->b_v = NULL;
+	b->b_n = b->b_cap = 0;
+}
+
+static void
+rules_report(rules_err_fn *err, void *arg, unsigned line, const char *msg)
+{
+	if (err != NULL)
+		err(arg, line, msg);
+}
+
+struct ruleset *
+rules_parse(const char *text, size_t len, rules_err_fn *err, void *arg)
+{
+	struct rules_build b = { NULL, 0, 0 };
+	struct rules_line ln;
+	struct ruleset *rs;
+	size_t pos = 0;
+	unsigned line = 0, nerr = 0;
+
+	while (pos < len) {
+		const char *s = text + pos, *nl = memchr(s, '\n', len - pos);
+		size_t llen = nl != NULL ? (size_t)(nl - s) : len - pos;
+		struct rules_node *n;
+
+		pos += llen + (nl != NULL);
+		line++;
+		if (llen > 0 && s[llen - 1] == '\r')
+			llen--;
+		if (rules_split(s, llen, &ln) == -1) {
+			rules_report(err, arg, line, ln.err);
+			nerr++;
+			continue;
+		}
+		if (ln.n == 0)
+			continue;
+		if ((n = rules_node_new()) == NULL)
+			goto nomem;
+		n->rn_rule.line = line;
+		if (rules_line_parse(&ln, n, ln.err) == -1) {
+			rules_node_unref(n);
+			rules_report(err, arg, line, ln.err);
+			nerr++;
+			continue;
+		}
+		if (nerr > 0) {
+			/* keep checking the rest, but the ruleset is lost anyway */
+			rules_node_unref(n);
+			continue;
+		}
+		if (rules_build_push(&b, n) == -1) {
+			rules_node_unref(n);
+			goto nomem;
+		}
+	}
+	if (nerr > 0) {
+		rules_build_free(&b);
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((rs = rules_set_alloc(b.b_n)) == NULL)
+		goto nomem;
+	if (b.b_n > 0)
+		memcpy(rs->rs_nodes, b.b_v, b.b_n * sizeof b.b_v[0]);
+	free(b.b_v);
+	return rs;
+
+nomem:
+	rules_report(err, arg, line, "out of memory");
+	rules_build_free(&b);
+	errno = ENOMEM;
+	return NULL;
+}
+
+/* ---- back to text -------------------------------------------------------- */
+
+struct rules_out {
+	char	*o_buf;
+	size_t	 o_size, o_len;		/* o_len counts what did not fit too */
+};
+
+static void
+rules_out_mem(struct rules_out *o, const char *p, size_t n)
+{
+	if (o->o_len < o->o_size) {
+		size_t room = o->o_size - o->o_len - 1;
+
+		memcpy(o->o_buf + o->o_len, p, n < room ? n : room);
+		o->o_buf[o->o_len + (n < room ? n : room)] = '\0';
+	}
+	o->o_len += n;
+}
+
+static void
+rules_out_str(struct rules_out *o, const char *s)
+{
+	rules_out_mem(o, s, strlen(s));
+}
+
+int
+rules_rule_format(const struct rules_rule *r, char *buf, size_t len)
+{
+	struct rules_out o = { buf, len, 0 };
+	char tmp[64];
+	const char *p;
+
+	if (len > 0)
+		buf[0] = '\0';
+	switch (r->kind) {
+	case RULES_BLOCK_SENDER:
+		rules_out_str(&o, "block sender ");
+		rules_out_str(&o, r->pattern);
+		break;
+	case RULES_BLOCK_CLIENT:
+		rules_out_str(&o, "block client ");
+		rules_cidr_format(&r->cidr, tmp, sizeof tmp);
+		rules_out_str(&o, tmp);
+		break;
+	case RULES_ALLOW_RELAY:
+		rules_out_str(&o, "allow relay ");
+		rules_cidr_format(&r->cidr, tmp, sizeof tmp);
+		rules_out_str(&o, tmp);
+		rules_out_str(&o, " to ");
+		rules_out_str(&o, r->pattern);
+		break;
+	default:
+		rules_out_str(&o, "(invalid rule)");
+		break;
+	}
+	if (r->until != 0) {
+		struct tm tm;
+
+		if (gmtime_r(&r->until, &tm) != NULL &&
+		    strftime(tmp, sizeof tmp, " until=%Y-%m-%dT%H:%M:%SZ", &tm) > 0)
+			rules_out_str(&o, tmp);
+	}
+	if (r->comment[0] != '\0') {
+		rules_out_str(&o, " comment=\"");
+		for (p = r->comment; *p != '\0'; p++) {
+			if (*p == '"' || *p == '\\')
+				rules_out_mem(&o, "\\", 1);
+			rules_out_mem(&o, p, 1);
+		}
+		rules_out_str(&o, "\"");
+	}
+	return o.o_len > INT32_MAX ? -1 : (int)o.o_len;
+}
