@@ -44,7 +44,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 CMOCKA   := $(shell pkg-config --cflags --libs cmocka 2>/dev/null || echo -lcmocka)
 
-.PHONY: all deps check check-unit check-integration demo clean help
+.PHONY: all deps check check-unit check-integration demo fuzz clean help
 all: $(DAEMON)
 
 $(BUILD)/%.o: %.c
@@ -80,8 +80,32 @@ demo: deps
 	$(MAKE) all
 	scripts/demo.sh $(abspath $(BUILD))
 
+# libFuzzer targets: tests/fuzz/fuzz_<target>.c, seeds in tests/fuzz/corpus/<target>/.
+# New inputs go to a scratch directory, never into the repo; crashes are saved
+# as build-fuzz/crash-* to be added to the corpus as regressions.
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
+FUZZ_FLAGS   := -std=gnu11 -g -O1 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=all
+
+build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard proxy/*.h proxy/smtp/*.h rules/*.h)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC)
+
+fuzz: $(FUZZ_BIN)
+	@set -e; for f in $(FUZZ_BIN); do \
+		t=$${f#build-fuzz/fuzz_}; mkdir -p build-fuzz/new-$$t; \
+		echo "== $$f ($(FUZZ_SECONDS)s)"; \
+		if ! $$f -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build-fuzz/ \
+		    build-fuzz/new-$$t tests/fuzz/corpus/$$t >build-fuzz/$$t.log 2>&1; then \
+			tail -40 build-fuzz/$$t.log; echo "fuzz: $$t FAILED (see build-fuzz/)"; exit 1; \
+		fi; grep -E '^Done' build-fuzz/$$t.log; \
+	done
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 help:
 	@echo "make                 build $(DAEMON)"
@@ -92,6 +116,7 @@ help:
 	@echo "make deps            install the Debian packages the build and tests need"
 	@echo "make SANITIZE=address,undefined ...   same, built with ASan+UBSan into build-san/"
 	@echo "make WERROR=1 ...    warnings are errors"
+	@echo "make fuzz [FUZZ_SECONDS=60]   run every libFuzzer target (clang)"
 	@echo "make clean"
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/proxy/main.d $(UNIT_BIN:=.d)

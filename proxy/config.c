@@ -29,55 +29,56 @@
 
 #include "config.h"
 
-#define CF_FILE_MAX	(1024 * 1024)
-#define CF_ESC_MAX	80	/* a quoted value in a message */
-#define CF_MSG_MAX	512
-#define CF_NUM_MAX	32	/* longer digit strings are out of range anyway */
+#define CONFIG_FILE_MAX	(1024 * 1024)
+#define CONFIG_ESC_MAX	80	/* a quoted value in a message */
+#define CONFIG_MSG_MAX	512
+#define CONFIG_NUM_MAX	32	/* longer digit strings are out of range anyway */
 
-#define CF_KIB		1024ULL
-#define CF_MIB		(1024ULL * CF_KIB)
-#define CF_GIB		(1024ULL * CF_MIB)
+#define CONFIG_KIB		1024ULL
+#define CONFIG_MIB		(1024ULL * CONFIG_KIB)
+#define CONFIG_GIB		(1024ULL * CONFIG_MIB)
 
-#define CF_LISTEN_EXPECT	"IP:PORT, e.g. 0.0.0.0:10025 or [::]:10025"
-#define CF_DEFAULT_COMMANDS	"HELO EHLO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY STARTTLS AUTH"
+#define CONFIG_LISTEN_EXPECT	"IP:PORT, e.g. 0.0.0.0:10025 or [::]:10025"
+#define CONFIG_DEFAULT_COMMANDS	"HELO EHLO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY STARTTLS AUTH"
 
-struct cf_parser;
-struct cf_key;
+struct config_parser;
+struct config_key;
 
 /* A scalar key's whole value, or one element of a list key. 0, or -1 once reported. */
-typedef int cf_value_fn(struct cf_parser *, const char *v, size_t len);
+typedef int config_value_fn(struct config_parser *, const char *v, size_t len);
 /* A list key's first line drops the default. 0, or -1 on ENOMEM. */
-typedef int cf_reset_fn(struct config *);
+typedef int config_reset_fn(struct config *);
 
-struct cf_key {
+struct config_key {
 	const char	*k_name;
-	cf_value_fn	*k_set;		/* scalar keys */
-	cf_value_fn	*k_item;	/* list keys */
-	cf_reset_fn	*k_reset;	/* list keys */
+	config_value_fn	*k_set;		/* scalar keys */
+	config_value_fn	*k_item;	/* list keys */
+	config_reset_fn	*k_reset;	/* list keys */
 	int		 k_empty_ok;	/* list keys: an empty value is an empty list */
 	int		 k_none_ok;	/* list keys: so is the value "none" */
 	const char	*k_expect;	/* list keys: what an element looks like */
 };
 
-struct cf_parser {
+struct config_parser {
 	struct config		*p_cf;
 	const char		*p_path;
 	FILE			*p_errf;
 	unsigned		 p_line;
 	int			 p_nerr;
-	const struct cf_key	*p_key;		/* the key of the current line */
+	const struct config_key	*p_key;		/* the key of the current line */
 	unsigned		*p_first;	/* per key: line of its first occurrence, 0 = none */
 	unsigned char		*p_bad;		/* per scalar key: its value was refused */
 };
 
 /* ---- messages ------------------------------------------------------------ */
 
-static void cf_err(struct cf_parser *, const char *, ...) __attribute__((format(printf, 2, 3)));
+static void config_err(struct config_parser *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
-cf_err(struct cf_parser *p, const char *fmt, ...)
+config_err(struct config_parser *p, const char *fmt, ...)
 {
-	char msg[CF_MSG_MAX];
+	char msg[CONFIG_MSG_MAX];
 	va_list ap;
 
 	p->p_nerr++;
@@ -91,7 +92,7 @@ cf_err(struct cf_parser *p, const char *fmt, ...)
 
 /* Text from the file, quoted in a message: control and non-ASCII bytes as \xHH, cut with "...". */
 static const char *
-cf_esc(char dst[CF_ESC_MAX], const char *s, size_t len)
+config_esc(char dst[CONFIG_ESC_MAX], const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t i, o = 0;
@@ -100,7 +101,7 @@ cf_esc(char dst[CF_ESC_MAX], const char *s, size_t len)
 		unsigned char c = (unsigned char)s[i];
 		size_t need = (c >= 0x20 && c < 0x7f) ? 1 : 4;
 
-		if (o + need + 4 > CF_ESC_MAX) {
+		if (o + need + 4 > CONFIG_ESC_MAX) {
 			memcpy(dst + o, "...", 3);
 			o += 3;
 			break;
@@ -120,24 +121,24 @@ cf_esc(char dst[CF_ESC_MAX], const char *s, size_t len)
 
 /* "bad value 'V' for KEY: expected WHAT" ("missing value ..." when empty). Returns -1. */
 static int
-cf_bad(struct cf_parser *p, const char *v, size_t len, const char *expect)
+config_bad(struct config_parser *p, const char *v, size_t len, const char *expect)
 {
-	char esc[CF_ESC_MAX];
+	char esc[CONFIG_ESC_MAX];
 
 	if (len == 0)
-		cf_err(p, "missing value for %s: expected %s", p->p_key->k_name, expect);
+		config_err(p, "missing value for %s: expected %s", p->p_key->k_name, expect);
 	else
-		cf_err(p, "bad value '%s' for %s: expected %s", cf_esc(esc, v, len),
+		config_err(p, "bad value '%s' for %s: expected %s", config_esc(esc, v, len),
 		    p->p_key->k_name, expect);
 	return -1;
 }
 
 static int
-cf_out_of_range(struct cf_parser *p, const char *v, size_t len, const char *range)
+config_out_of_range(struct config_parser *p, const char *v, size_t len, const char *range)
 {
-	char esc[CF_ESC_MAX];
+	char esc[CONFIG_ESC_MAX];
 
-	cf_err(p, "bad value '%s' for %s: out of range, expected %s", cf_esc(esc, v, len),
+	config_err(p, "bad value '%s' for %s: out of range, expected %s", config_esc(esc, v, len),
 	    p->p_key->k_name, range);
 	return -1;
 }
@@ -145,25 +146,25 @@ cf_out_of_range(struct cf_parser *p, const char *v, size_t len, const char *rang
 /* ---- lexical helpers -------------------------------------------------------- */
 
 static int
-cf_isdigit(int c)
+config_isdigit(int c)
 {
 	return c >= '0' && c <= '9';
 }
 
 static int
-cf_isalpha(int c)
+config_isalpha(int c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
 static int
-cf_isspace(int c)
+config_isspace(int c)
 {
 	return c == ' ' || c == '\t';
 }
 
 static int
-cf_word_eq(const char *v, size_t len, const char *word)
+config_word_eq(const char *v, size_t len, const char *word)
 {
 	return strlen(word) == len && strncasecmp(v, word, len) == 0;
 }
@@ -173,14 +174,14 @@ cf_word_eq(const char *v, size_t len, const char *word)
  * "expected a, b or c".
  */
 static int
-cf_choice(struct cf_parser *p, const char *v, size_t len, const char *const *words)
+config_choice(struct config_parser *p, const char *v, size_t len, const char *const *words)
 {
 	char expect[128];
 	size_t o = 0, n;
 	int i;
 
 	for (i = 0; words[i] != NULL; i++)
-		if (cf_word_eq(v, len, words[i]))
+		if (config_word_eq(v, len, words[i]))
 			return i;
 	for (n = 0; words[n] != NULL; n++)
 		;
@@ -188,93 +189,94 @@ cf_choice(struct cf_parser *p, const char *v, size_t len, const char *const *wor
 	for (i = 0; words[i] != NULL; i++)
 		o += (size_t)snprintf(expect + o, sizeof(expect) - o, "%s%s",
 		    i == 0 ? "" : (size_t)i == n - 1 ? " or " : ", ", words[i]);
-	return cf_bad(p, v, len, expect);
+	return config_bad(p, v, len, expect);
 }
 
-enum cf_num { CF_NUM_OK = 0, CF_NUM_SYNTAX, CF_NUM_RANGE };
+enum config_num { CONFIG_NUM_OK = 0, CONFIG_NUM_SYNTAX, CONFIG_NUM_RANGE };
 
 /*
  * Leading decimal digits of v (at least one; no sign, no space) into *out;
  * *used is how many bytes they took. strtoull on a bounded NUL-terminated copy.
  */
-static enum cf_num
-cf_digits(const char *v, size_t len, uint64_t *out, size_t *used)
+static enum config_num
+config_digits(const char *v, size_t len, uint64_t *out, size_t *used)
 {
-	char buf[CF_NUM_MAX + 1];
+	char buf[CONFIG_NUM_MAX + 1];
 	unsigned long long x;
 	size_t n = 0;
 	char *end;
 
-	while (n < len && cf_isdigit((unsigned char)v[n]))
+	while (n < len && config_isdigit((unsigned char)v[n]))
 		n++;
 	*used = n;
 	if (n == 0)
-		return CF_NUM_SYNTAX;
-	if (n > CF_NUM_MAX)
-		return CF_NUM_RANGE;
+		return CONFIG_NUM_SYNTAX;
+	if (n > CONFIG_NUM_MAX)
+		return CONFIG_NUM_RANGE;
 	memcpy(buf, v, n);
 	buf[n] = '\0';
 	errno = 0;
 	x = strtoull(buf, &end, 10);
 	if (errno == ERANGE)
-		return CF_NUM_RANGE;
+		return CONFIG_NUM_RANGE;
 	if (*end != '\0' || errno != 0)
-		return CF_NUM_SYNTAX;
+		return CONFIG_NUM_SYNTAX;
 	*out = x;
-	return CF_NUM_OK;
+	return CONFIG_NUM_OK;
 }
 
 /* A whole number in lo..hi, nothing else. */
 static int
-cf_uint(struct cf_parser *p, const char *v, size_t len, uint64_t lo, uint64_t hi, uint64_t *out)
+config_uint(struct config_parser *p, const char *v, size_t len, uint64_t lo, uint64_t hi,
+    uint64_t *out)
 {
 	char range[64];
 	uint64_t x = 0;
 	size_t used;
-	enum cf_num r = cf_digits(v, len, &x, &used);
+	enum config_num r = config_digits(v, len, &x, &used);
 
 	snprintf(range, sizeof(range), "%llu..%llu", (unsigned long long)lo,
 	    (unsigned long long)hi);
-	if (r == CF_NUM_SYNTAX || used != len) {
+	if (r == CONFIG_NUM_SYNTAX || used != len) {
 		char expect[96];
 
 		snprintf(expect, sizeof(expect), "a whole number from %llu to %llu",
 		    (unsigned long long)lo, (unsigned long long)hi);
-		return cf_bad(p, v, len, expect);
+		return config_bad(p, v, len, expect);
 	}
-	if (r == CF_NUM_RANGE || x < lo || x > hi)
-		return cf_out_of_range(p, v, len, range);
+	if (r == CONFIG_NUM_RANGE || x < lo || x > hi)
+		return config_out_of_range(p, v, len, range);
 	*out = x;
 	return 0;
 }
 
 /* "4M" rather than "4194304" in a range message. */
 static void
-cf_fmt_size(char *dst, size_t dlen, uint64_t n)
+config_fmt_size(char *dst, size_t dlen, uint64_t n)
 {
-	if (n >= CF_GIB && n % CF_GIB == 0)
-		snprintf(dst, dlen, "%lluG", (unsigned long long)(n / CF_GIB));
-	else if (n >= CF_MIB && n % CF_MIB == 0)
-		snprintf(dst, dlen, "%lluM", (unsigned long long)(n / CF_MIB));
-	else if (n >= CF_KIB && n % CF_KIB == 0)
-		snprintf(dst, dlen, "%lluK", (unsigned long long)(n / CF_KIB));
+	if (n >= CONFIG_GIB && n % CONFIG_GIB == 0)
+		snprintf(dst, dlen, "%lluG", (unsigned long long)(n / CONFIG_GIB));
+	else if (n >= CONFIG_MIB && n % CONFIG_MIB == 0)
+		snprintf(dst, dlen, "%lluM", (unsigned long long)(n / CONFIG_MIB));
+	else if (n >= CONFIG_KIB && n % CONFIG_KIB == 0)
+		snprintf(dst, dlen, "%lluK", (unsigned long long)(n / CONFIG_KIB));
 	else
 		snprintf(dst, dlen, "%llu", (unsigned long long)n);
 }
 
 /* Digits and one optional unit letter from units (any case), each with its multiplier. */
 static int
-cf_scaled(struct cf_parser *p, const char *v, size_t len, const char *units,
+config_scaled(struct config_parser *p, const char *v, size_t len, const char *units,
     const uint64_t *mult, uint64_t lo, uint64_t hi, const char *expect,
     const char *range, uint64_t *out)
 {
 	uint64_t x = 0, m = 1;
 	size_t used;
-	enum cf_num r = cf_digits(v, len, &x, &used);
+	enum config_num r = config_digits(v, len, &x, &used);
 	const char *u;
 
-	if (r == CF_NUM_SYNTAX)
-		return cf_bad(p, v, len, expect);
+	if (r == CONFIG_NUM_SYNTAX)
+		return config_bad(p, v, len, expect);
 	if (used + 1 == len) {
 		char c = v[used];
 
@@ -282,37 +284,38 @@ cf_scaled(struct cf_parser *p, const char *v, size_t len, const char *units,
 			c = (char)(c - 'A' + 'a');
 		u = strchr(units, c);
 		if (c == '\0' || u == NULL)
-			return cf_bad(p, v, len, expect);
+			return config_bad(p, v, len, expect);
 		m = mult[u - units];
 	} else if (used != len) {
-		return cf_bad(p, v, len, expect);
+		return config_bad(p, v, len, expect);
 	}
-	if (r == CF_NUM_RANGE || x > UINT64_MAX / m || x * m < lo || x * m > hi)
-		return cf_out_of_range(p, v, len, range);
+	if (r == CONFIG_NUM_RANGE || x > UINT64_MAX / m || x * m < lo || x * m > hi)
+		return config_out_of_range(p, v, len, range);
 	*out = x * m;
 	return 0;
 }
 
 static int
-cf_size(struct cf_parser *p, const char *v, size_t len, uint64_t lo, uint64_t hi, uint64_t *out)
+config_size(struct config_parser *p, const char *v, size_t len, uint64_t lo, uint64_t hi,
+    uint64_t *out)
 {
-	static const uint64_t mult[] = { CF_KIB, CF_MIB, CF_GIB };
+	static const uint64_t mult[] = { CONFIG_KIB, CONFIG_MIB, CONFIG_GIB };
 	char range[64], a[24], b[24];
 
-	cf_fmt_size(a, sizeof(a), lo);
-	cf_fmt_size(b, sizeof(b), hi);
+	config_fmt_size(a, sizeof(a), lo);
+	config_fmt_size(b, sizeof(b), hi);
 	snprintf(range, sizeof(range), "%s..%s", a, b);
-	return cf_scaled(p, v, len, "kmg", mult, lo, hi,
+	return config_scaled(p, v, len, "kmg", mult, lo, hi,
 	    "a size in bytes with an optional K, M or G suffix, e.g. 4M", range, out);
 }
 
 static int
-cf_seconds(struct cf_parser *p, const char *v, size_t len, unsigned *out)
+config_seconds(struct config_parser *p, const char *v, size_t len, unsigned *out)
 {
 	static const uint64_t mult[] = { 1, 60, 3600 };
 	uint64_t x;
 
-	if (cf_scaled(p, v, len, "smh", mult, 1, 86400,
+	if (config_scaled(p, v, len, "smh", mult, 1, 86400,
 	    "seconds with an optional s, m or h suffix, e.g. 30, 5m or 1h",
 	    "1..86400 seconds (24h)", &x) == -1)
 		return -1;
@@ -327,13 +330,13 @@ cf_seconds(struct cf_parser *p, const char *v, size_t len, unsigned *out)
  * 0, or -1 (syntax) / -2 (port out of range) without reporting.
  */
 static int
-cf_sockaddr(const char *v, size_t len, struct sockaddr_storage *ss, socklen_t *sslen)
+config_sockaddr(const char *v, size_t len, struct sockaddr_storage *ss, socklen_t *sslen)
 {
 	char host[INET6_ADDRSTRLEN + 1];
 	const char *h, *port;
 	size_t hlen, plen, used;
 	uint64_t pn = 0;
-	enum cf_num r;
+	enum config_num r;
 
 	if (len > 0 && v[0] == '[') {
 		const char *rb = memchr(v, ']', len);
@@ -357,10 +360,10 @@ cf_sockaddr(const char *v, size_t len, struct sockaddr_storage *ss, socklen_t *s
 		return -1;
 	memcpy(host, h, hlen);
 	host[hlen] = '\0';
-	r = cf_digits(port, plen, &pn, &used);
-	if (r == CF_NUM_SYNTAX || used != plen)
+	r = config_digits(port, plen, &pn, &used);
+	if (r == CONFIG_NUM_SYNTAX || used != plen)
 		return -1;
-	if (r == CF_NUM_RANGE || pn < 1 || pn > 65535)
+	if (r == CONFIG_NUM_RANGE || pn < 1 || pn > 65535)
 		return -2;
 
 	memset(ss, 0, sizeof(*ss));
@@ -385,7 +388,7 @@ cf_sockaddr(const char *v, size_t len, struct sockaddr_storage *ss, socklen_t *s
 }
 
 static int
-cf_sockaddr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+config_sockaddr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
 	if (a->ss_family != b->ss_family)
 		return 0;
@@ -406,10 +409,10 @@ cf_sockaddr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *
 /* ---- scalar keys -------------------------------------------------------------- */
 
 static int
-cf_yesno(struct cf_parser *p, const char *v, size_t len, int *out)
+config_yesno(struct config_parser *p, const char *v, size_t len, int *out)
 {
 	static const char *const words[] = { "yes", "no", NULL };
-	int i = cf_choice(p, v, len, words);
+	int i = config_choice(p, v, len, words);
 
 	if (i == -1)
 		return -1;
@@ -418,10 +421,10 @@ cf_yesno(struct cf_parser *p, const char *v, size_t len, int *out)
 }
 
 static int
-cf_set_mode(struct cf_parser *p, const char *v, size_t len)
+config_set_mode(struct config_parser *p, const char *v, size_t len)
 {
 	static const char *const words[] = { "redirect", "tproxy", NULL };
-	int i = cf_choice(p, v, len, words);
+	int i = config_choice(p, v, len, words);
 
 	if (i == -1)
 		return -1;
@@ -430,55 +433,55 @@ cf_set_mode(struct cf_parser *p, const char *v, size_t len)
 }
 
 static int
-cf_set_upstream(struct cf_parser *p, const char *v, size_t len)
+config_set_upstream(struct config_parser *p, const char *v, size_t len)
 {
 	struct config *cf = p->p_cf;
 	int r;
 
-	if (cf_word_eq(v, len, "original")) {
+	if (config_word_eq(v, len, "original")) {
 		cf->upstream_fixed = 0;
 		return 0;
 	}
-	r = cf_sockaddr(v, len, &cf->upstream, &cf->upstream_len);
+	r = config_sockaddr(v, len, &cf->upstream, &cf->upstream_len);
 	if (r == -2) {
-		char esc[CF_ESC_MAX];
+		char esc[CONFIG_ESC_MAX];
 
-		cf_err(p, "upstream: port out of range in '%s': expected 1..65535",
-		    cf_esc(esc, v, len));
+		config_err(p, "upstream: port out of range in '%s': expected 1..65535",
+		    config_esc(esc, v, len));
 		return -1;
 	}
 	if (r == -1)
-		return cf_bad(p, v, len, "original or IP:PORT, e.g. 192.0.2.25:25 or "
+		return config_bad(p, v, len, "original or IP:PORT, e.g. 192.0.2.25:25 or "
 		    "[2001:db8::25]:25 (no host names)");
 	cf->upstream_fixed = 1;
 	return 0;
 }
 
 static int
-cf_set_auth_relay(struct cf_parser *p, const char *v, size_t len)
+config_set_auth_relay(struct config_parser *p, const char *v, size_t len)
 {
-	return cf_yesno(p, v, len, &p->p_cf->auth_relay);
+	return config_yesno(p, v, len, &p->p_cf->auth_relay);
 }
 
 static int
-cf_set_capture_redact(struct cf_parser *p, const char *v, size_t len)
+config_set_capture_redact(struct config_parser *p, const char *v, size_t len)
 {
-	return cf_yesno(p, v, len, &p->p_cf->capture_redact);
+	return config_yesno(p, v, len, &p->p_cf->capture_redact);
 }
 
 /* An absolute path without whitespace, shorter than size. */
 static int
-cf_path(struct cf_parser *p, const char *v, size_t len, char *dst, size_t size)
+config_path(struct config_parser *p, const char *v, size_t len, char *dst, size_t size)
 {
 	size_t i;
 
 	for (i = 0; i < len; i++)
-		if (cf_isspace((unsigned char)v[i]))
-			return cf_bad(p, v, len, "an absolute path without spaces");
+		if (config_isspace((unsigned char)v[i]))
+			return config_bad(p, v, len, "an absolute path without spaces");
 	if (len == 0 || v[0] != '/')
-		return cf_bad(p, v, len, "an absolute path, e.g. /var/lib/smtpwall/rules");
+		return config_bad(p, v, len, "an absolute path, e.g. /var/lib/smtpwall/rules");
 	if (len >= size) {
-		cf_err(p, "%s: path too long (%zu bytes; at most %zu)", p->p_key->k_name,
+		config_err(p, "%s: path too long (%zu bytes; at most %zu)", p->p_key->k_name,
 		    len, size - 1);
 		return -1;
 	}
@@ -488,32 +491,32 @@ cf_path(struct cf_parser *p, const char *v, size_t len, char *dst, size_t size)
 }
 
 static int
-cf_set_rules_file(struct cf_parser *p, const char *v, size_t len)
+config_set_rules_file(struct config_parser *p, const char *v, size_t len)
 {
-	return cf_path(p, v, len, p->p_cf->rules_file, sizeof(p->p_cf->rules_file));
+	return config_path(p, v, len, p->p_cf->rules_file, sizeof(p->p_cf->rules_file));
 }
 
 static int
-cf_set_control_socket(struct cf_parser *p, const char *v, size_t len)
+config_set_control_socket(struct config_parser *p, const char *v, size_t len)
 {
 	/* sizeof(control_socket) is sun_path's: the NUL must fit too */
-	return cf_path(p, v, len, p->p_cf->control_socket, sizeof(p->p_cf->control_socket));
+	return config_path(p, v, len, p->p_cf->control_socket, sizeof(p->p_cf->control_socket));
 }
 
 static int
-cf_set_capture_dir(struct cf_parser *p, const char *v, size_t len)
+config_set_capture_dir(struct config_parser *p, const char *v, size_t len)
 {
-	return cf_path(p, v, len, p->p_cf->capture_dir, sizeof(p->p_cf->capture_dir));
+	return config_path(p, v, len, p->p_cf->capture_dir, sizeof(p->p_cf->capture_dir));
 }
 
 /* POSIX portable names: letters, digits, '.', '_', '-', not starting with '-'. */
 static int
-cf_set_control_group(struct cf_parser *p, const char *v, size_t len)
+config_set_control_group(struct config_parser *p, const char *v, size_t len)
 {
 	struct config *cf = p->p_cf;
 	size_t i;
 
-	if (cf_word_eq(v, len, "none")) {
+	if (config_word_eq(v, len, "none")) {
 		cf->control_group[0] = '\0';
 		return 0;
 	}
@@ -522,49 +525,49 @@ cf_set_control_group(struct cf_parser *p, const char *v, size_t len)
 	for (i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)v[i];
 
-		if (!cf_isalpha(c) && !cf_isdigit(c) && c != '.' && c != '_' && c != '-')
+		if (!config_isalpha(c) && !config_isdigit(c) && c != '.' && c != '_' && c != '-')
 			goto bad;
 	}
 	memcpy(cf->control_group, v, len);
 	cf->control_group[len] = '\0';
 	return 0;
 bad:
-	return cf_bad(p, v, len, "none or a group name (letters, digits, '.', '_', '-'; "
+	return config_bad(p, v, len, "none or a group name (letters, digits, '.', '_', '-'; "
 	    "at most 32)");
 }
 
 static int
-cf_set_nfqueue(struct cf_parser *p, const char *v, size_t len)
+config_set_nfqueue(struct config_parser *p, const char *v, size_t len)
 {
 	static const char expect[] = "off, a queue number or a range N-M (0..65535)";
 	struct config *cf = p->p_cf;
 	uint64_t a = 0, b = 0;
 	size_t ua, ub = 0;
-	enum cf_num ra, rb = CF_NUM_OK;
-	char esc[CF_ESC_MAX];
+	enum config_num ra, rb = CONFIG_NUM_OK;
+	char esc[CONFIG_ESC_MAX];
 
-	if (cf_word_eq(v, len, "off")) {
+	if (config_word_eq(v, len, "off")) {
 		cf->nfqueue_on = 0;
 		cf->nfqueue_first = cf->nfqueue_last = 0;
 		return 0;
 	}
-	ra = cf_digits(v, len, &a, &ua);
-	if (ra == CF_NUM_SYNTAX)
-		return cf_bad(p, v, len, expect);
+	ra = config_digits(v, len, &a, &ua);
+	if (ra == CONFIG_NUM_SYNTAX)
+		return config_bad(p, v, len, expect);
 	if (ua == len) {
 		b = a;
 	} else {
 		if (v[ua] != '-')
-			return cf_bad(p, v, len, expect);
-		rb = cf_digits(v + ua + 1, len - ua - 1, &b, &ub);
-		if (rb == CF_NUM_SYNTAX || ua + 1 + ub != len)
-			return cf_bad(p, v, len, expect);
+			return config_bad(p, v, len, expect);
+		rb = config_digits(v + ua + 1, len - ua - 1, &b, &ub);
+		if (rb == CONFIG_NUM_SYNTAX || ua + 1 + ub != len)
+			return config_bad(p, v, len, expect);
 	}
-	if (ra == CF_NUM_RANGE || rb == CF_NUM_RANGE || a > 65535 || b > 65535)
-		return cf_out_of_range(p, v, len, "queue numbers 0..65535");
+	if (ra == CONFIG_NUM_RANGE || rb == CONFIG_NUM_RANGE || a > 65535 || b > 65535)
+		return config_out_of_range(p, v, len, "queue numbers 0..65535");
 	if (a > b) {
-		cf_err(p, "nfqueue: range '%s' is reversed: expected N-M with N <= M",
-		    cf_esc(esc, v, len));
+		config_err(p, "nfqueue: range '%s' is reversed: expected N-M with N <= M",
+		    config_esc(esc, v, len));
 		return -1;
 	}
 	cf->nfqueue_on = 1;
@@ -574,10 +577,10 @@ cf_set_nfqueue(struct cf_parser *p, const char *v, size_t len)
 }
 
 static int
-cf_set_nfqueue_fail(struct cf_parser *p, const char *v, size_t len)
+config_set_nfqueue_fail(struct config_parser *p, const char *v, size_t len)
 {
 	static const char *const words[] = { "open", "closed", NULL };
-	int i = cf_choice(p, v, len, words);
+	int i = config_choice(p, v, len, words);
 
 	if (i == -1)
 		return -1;
@@ -586,7 +589,7 @@ cf_set_nfqueue_fail(struct cf_parser *p, const char *v, size_t len)
 }
 
 static int
-cf_set_client_rate(struct cf_parser *p, const char *v, size_t len)
+config_set_client_rate(struct config_parser *p, const char *v, size_t len)
 {
 	static const char expect[] = "off or N/s, N/min or N/h, e.g. 30/min";
 	struct config *cf = p->p_cf;
@@ -594,32 +597,32 @@ cf_set_client_rate(struct cf_parser *p, const char *v, size_t len)
 	size_t nlen, ulen, used;
 	uint64_t n = 0;
 	unsigned window;
-	enum cf_num r;
+	enum config_num r;
 
-	if (cf_word_eq(v, len, "off")) {
+	if (config_word_eq(v, len, "off")) {
 		cf->client_rate = 0;
 		cf->client_rate_per_s = 0;
 		return 0;
 	}
 	slash = memchr(v, '/', len);
 	if (slash == NULL)
-		return cf_bad(p, v, len, expect);
+		return config_bad(p, v, len, expect);
 	nlen = (size_t)(slash - v);
 	unit = slash + 1;
 	ulen = len - nlen - 1;
-	if (cf_word_eq(unit, ulen, "s"))
+	if (config_word_eq(unit, ulen, "s"))
 		window = 1;
-	else if (cf_word_eq(unit, ulen, "min"))
+	else if (config_word_eq(unit, ulen, "min"))
 		window = 60;
-	else if (cf_word_eq(unit, ulen, "h"))
+	else if (config_word_eq(unit, ulen, "h"))
 		window = 3600;
 	else
-		return cf_bad(p, v, len, expect);
-	r = cf_digits(v, nlen, &n, &used);
-	if (r == CF_NUM_SYNTAX || used != nlen)
-		return cf_bad(p, v, len, expect);
-	if (r == CF_NUM_RANGE || n < 1 || n > 1000000)
-		return cf_out_of_range(p, v, len, "1..1000000 connections per s, min or h");
+		return config_bad(p, v, len, expect);
+	r = config_digits(v, nlen, &n, &used);
+	if (r == CONFIG_NUM_SYNTAX || used != nlen)
+		return config_bad(p, v, len, expect);
+	if (r == CONFIG_NUM_RANGE || n < 1 || n > 1000000)
+		return config_out_of_range(p, v, len, "1..1000000 connections per s, min or h");
 	cf->client_rate = (unsigned)n;
 	cf->client_rate_per_s = window;
 	return 0;
@@ -627,28 +630,28 @@ cf_set_client_rate(struct cf_parser *p, const char *v, size_t len)
 
 /* Linux interface names: 1..15 bytes; kept to what nft and ip print unquoted. */
 static int
-cf_ifname_ok(const char *v, size_t len)
+config_ifname_ok(const char *v, size_t len)
 {
 	size_t i;
 
 	if (len == 0 || len > 15)
 		return 0;
-	if (cf_word_eq(v, len, ".") || cf_word_eq(v, len, ".."))
+	if (config_word_eq(v, len, ".") || config_word_eq(v, len, ".."))
 		return 0;
 	for (i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)v[i];
 
-		if (!cf_isalpha(c) && !cf_isdigit(c) && c != '.' && c != '_' && c != '-')
+		if (!config_isalpha(c) && !config_isdigit(c) && c != '.' && c != '_' && c != '-')
 			return 0;
 	}
 	return 1;
 }
 
 static int
-cf_set_capture_interface(struct cf_parser *p, const char *v, size_t len)
+config_set_capture_interface(struct config_parser *p, const char *v, size_t len)
 {
-	if (!cf_ifname_ok(v, len))
-		return cf_bad(p, v, len, "any or an interface name (at most 15 letters, "
+	if (!config_ifname_ok(v, len))
+		return config_bad(p, v, len, "any or an interface name (at most 15 letters, "
 		    "digits, '.', '_' or '-')");
 	memcpy(p->p_cf->capture_interface, v, len);
 	p->p_cf->capture_interface[len] = '\0';
@@ -656,33 +659,33 @@ cf_set_capture_interface(struct cf_parser *p, const char *v, size_t len)
 }
 
 static int
-cf_set_capture_buffer(struct cf_parser *p, const char *v, size_t len)
+config_set_capture_buffer(struct config_parser *p, const char *v, size_t len)
 {
-	return cf_size(p, v, len, 64 * CF_KIB, CF_GIB, &p->p_cf->capture_buffer);
+	return config_size(p, v, len, 64 * CONFIG_KIB, CONFIG_GIB, &p->p_cf->capture_buffer);
 }
 
 static int
-cf_set_capture_max_bytes(struct cf_parser *p, const char *v, size_t len)
+config_set_capture_max_bytes(struct config_parser *p, const char *v, size_t len)
 {
-	return cf_size(p, v, len, CF_MIB, 65536 * CF_GIB, &p->p_cf->capture_max_bytes);
+	return config_size(p, v, len, CONFIG_MIB, 65536 * CONFIG_GIB, &p->p_cf->capture_max_bytes);
 }
 
 static int
-cf_set_capture_max_files(struct cf_parser *p, const char *v, size_t len)
+config_set_capture_max_files(struct config_parser *p, const char *v, size_t len)
 {
 	uint64_t x;
 
-	if (cf_uint(p, v, len, 1, 1000000, &x) == -1)
+	if (config_uint(p, v, len, 1, 1000000, &x) == -1)
 		return -1;
 	p->p_cf->capture_max_files = (unsigned)x;
 	return 0;
 }
 
 static int
-cf_set_starttls(struct cf_parser *p, const char *v, size_t len)
+config_set_starttls(struct config_parser *p, const char *v, size_t len)
 {
 	static const char *const words[] = { "strip", "allow", NULL };
-	int i = cf_choice(p, v, len, words);
+	int i = config_choice(p, v, len, words);
 
 	if (i == -1)
 		return -1;
@@ -691,10 +694,10 @@ cf_set_starttls(struct cf_parser *p, const char *v, size_t len)
 }
 
 static int
-cf_set_xclient(struct cf_parser *p, const char *v, size_t len)
+config_set_xclient(struct config_parser *p, const char *v, size_t len)
 {
 	static const char *const words[] = { "on", "off", NULL };
-	int i = cf_choice(p, v, len, words);
+	int i = config_choice(p, v, len, words);
 
 	if (i == -1)
 		return -1;
@@ -703,54 +706,54 @@ cf_set_xclient(struct cf_parser *p, const char *v, size_t len)
 }
 
 static int
-cf_set_count(struct cf_parser *p, const char *v, size_t len, uint64_t lo, uint64_t hi,
+config_set_count(struct config_parser *p, const char *v, size_t len, uint64_t lo, uint64_t hi,
     unsigned *out)
 {
 	uint64_t x;
 
-	if (cf_uint(p, v, len, lo, hi, &x) == -1)
+	if (config_uint(p, v, len, lo, hi, &x) == -1)
 		return -1;
 	*out = (unsigned)x;
 	return 0;
 }
 
 static int
-cf_set_max_sessions(struct cf_parser *p, const char *v, size_t len)
+config_set_max_sessions(struct config_parser *p, const char *v, size_t len)
 {
-	return cf_set_count(p, v, len, 1, 1000000, &p->p_cf->max_sessions);
+	return config_set_count(p, v, len, 1, 1000000, &p->p_cf->max_sessions);
 }
 
 static int
-cf_set_max_sessions_per_client(struct cf_parser *p, const char *v, size_t len)
+config_set_max_sessions_per_client(struct config_parser *p, const char *v, size_t len)
 {
-	return cf_set_count(p, v, len, 1, 1000000, &p->p_cf->max_sessions_per_client);
+	return config_set_count(p, v, len, 1, 1000000, &p->p_cf->max_sessions_per_client);
 }
 
 static int
-cf_set_max_recipients(struct cf_parser *p, const char *v, size_t len)
+config_set_max_recipients(struct config_parser *p, const char *v, size_t len)
 {
-	return cf_set_count(p, v, len, 1, 100000, &p->p_cf->max_recipients);
+	return config_set_count(p, v, len, 1, 100000, &p->p_cf->max_recipients);
 }
 
 /* RFC 5321 4.5.3.1.7: a server must take messages of at least 64K. */
 static int
-cf_set_max_message_size(struct cf_parser *p, const char *v, size_t len)
+config_set_max_message_size(struct config_parser *p, const char *v, size_t len)
 {
-	return cf_size(p, v, len, 64 * CF_KIB, 4 * CF_GIB, &p->p_cf->max_message_size);
+	return config_size(p, v, len, 64 * CONFIG_KIB, 4 * CONFIG_GIB, &p->p_cf->max_message_size);
 }
 
 /* RFC 5321 4.5.3.1.4: command lines of 512 octets must pass. */
 static int
-cf_set_max_line_length(struct cf_parser *p, const char *v, size_t len)
+config_set_max_line_length(struct config_parser *p, const char *v, size_t len)
 {
-	return cf_set_count(p, v, len, 512, 65536, &p->p_cf->max_line_length);
+	return config_set_count(p, v, len, 512, 65536, &p->p_cf->max_line_length);
 }
 
 static int
-cf_set_bare_lf(struct cf_parser *p, const char *v, size_t len)
+config_set_bare_lf(struct config_parser *p, const char *v, size_t len)
 {
 	static const char *const words[] = { "reject", "normalize", NULL };
-	int i = cf_choice(p, v, len, words);
+	int i = config_choice(p, v, len, words);
 
 	if (i == -1)
 		return -1;
@@ -759,54 +762,54 @@ cf_set_bare_lf(struct cf_parser *p, const char *v, size_t len)
 }
 
 static int
-cf_set_timeout_connect(struct cf_parser *p, const char *v, size_t len)
+config_set_timeout_connect(struct config_parser *p, const char *v, size_t len)
 {
-	return cf_seconds(p, v, len, &p->p_cf->timeout_connect);
+	return config_seconds(p, v, len, &p->p_cf->timeout_connect);
 }
 
 static int
-cf_set_timeout_idle(struct cf_parser *p, const char *v, size_t len)
+config_set_timeout_idle(struct config_parser *p, const char *v, size_t len)
 {
-	return cf_seconds(p, v, len, &p->p_cf->timeout_idle);
+	return config_seconds(p, v, len, &p->p_cf->timeout_idle);
 }
 
 static int
-cf_set_timeout_server(struct cf_parser *p, const char *v, size_t len)
+config_set_timeout_server(struct config_parser *p, const char *v, size_t len)
 {
-	return cf_seconds(p, v, len, &p->p_cf->timeout_server);
+	return config_seconds(p, v, len, &p->p_cf->timeout_server);
 }
 
 static int
-cf_set_shutdown_timeout(struct cf_parser *p, const char *v, size_t len)
+config_set_shutdown_timeout(struct config_parser *p, const char *v, size_t len)
 {
-	return cf_seconds(p, v, len, &p->p_cf->shutdown_timeout);
+	return config_seconds(p, v, len, &p->p_cf->shutdown_timeout);
 }
 
 static int
-cf_set_workers(struct cf_parser *p, const char *v, size_t len)
+config_set_workers(struct config_parser *p, const char *v, size_t len)
 {
 	uint64_t x = 0;
 	size_t used;
-	enum cf_num r;
+	enum config_num r;
 
-	if (cf_word_eq(v, len, "auto")) {
+	if (config_word_eq(v, len, "auto")) {
 		p->p_cf->workers = 0;
 		return 0;
 	}
-	r = cf_digits(v, len, &x, &used);
-	if (r == CF_NUM_SYNTAX || used != len)
-		return cf_bad(p, v, len, "auto or a number of threads from 1 to 1024");
-	if (r == CF_NUM_RANGE || x < 1 || x > 1024)
-		return cf_out_of_range(p, v, len, "auto or 1..1024");
+	r = config_digits(v, len, &x, &used);
+	if (r == CONFIG_NUM_SYNTAX || used != len)
+		return config_bad(p, v, len, "auto or a number of threads from 1 to 1024");
+	if (r == CONFIG_NUM_RANGE || x < 1 || x > 1024)
+		return config_out_of_range(p, v, len, "auto or 1..1024");
 	p->p_cf->workers = (unsigned)x;
 	return 0;
 }
 
 static int
-cf_set_log_level(struct cf_parser *p, const char *v, size_t len)
+config_set_log_level(struct config_parser *p, const char *v, size_t len)
 {
 	static const char *const words[] = { "error", "warning", "info", "debug", NULL };
-	int i = cf_choice(p, v, len, words);
+	int i = config_choice(p, v, len, words);
 
 	if (i == -1)
 		return -1;
@@ -817,40 +820,40 @@ cf_set_log_level(struct cf_parser *p, const char *v, size_t len)
 /* ---- list keys -------------------------------------------------------------- */
 
 static int
-cf_reset_listen(struct config *cf)
+config_reset_listen(struct config *cf)
 {
 	cf->nlisten = 0;
 	return 0;
 }
 
 static int
-cf_item_listen(struct cf_parser *p, const char *v, size_t len)
+config_item_listen(struct config_parser *p, const char *v, size_t len)
 {
 	struct config *cf = p->p_cf;
 	struct sockaddr_storage ss;
 	socklen_t sslen = 0;
-	char esc[CF_ESC_MAX];
+	char esc[CONFIG_ESC_MAX];
 	unsigned i;
-	int r = cf_sockaddr(v, len, &ss, &sslen);
+	int r = config_sockaddr(v, len, &ss, &sslen);
 
 	if (r == -2) {
-		cf_err(p, "listen: port out of range in '%s': expected 1..65535",
-		    cf_esc(esc, v, len));
+		config_err(p, "listen: port out of range in '%s': expected 1..65535",
+		    config_esc(esc, v, len));
 		return -1;
 	}
 	if (r == -1) {
-		cf_err(p, "listen: bad address '%s': expected " CF_LISTEN_EXPECT,
-		    cf_esc(esc, v, len));
+		config_err(p, "listen: bad address '%s': expected " CONFIG_LISTEN_EXPECT,
+		    config_esc(esc, v, len));
 		return -1;
 	}
 	for (i = 0; i < cf->nlisten; i++) {
-		if (cf_sockaddr_eq(&cf->listen[i], &ss)) {
-			cf_err(p, "listen: '%s' given twice", cf_esc(esc, v, len));
+		if (config_sockaddr_eq(&cf->listen[i], &ss)) {
+			config_err(p, "listen: '%s' given twice", config_esc(esc, v, len));
 			return -1;
 		}
 	}
 	if (cf->nlisten == CONFIG_MAX_LISTEN) {
-		cf_err(p, "listen: more than %d addresses", CONFIG_MAX_LISTEN);
+		config_err(p, "listen: more than %d addresses", CONFIG_MAX_LISTEN);
 		return -1;
 	}
 	cf->listen[cf->nlisten] = ss;
@@ -860,30 +863,30 @@ cf_item_listen(struct cf_parser *p, const char *v, size_t len)
 }
 
 static int
-cf_reset_interfaces(struct config *cf)
+config_reset_interfaces(struct config *cf)
 {
 	cf->ninterfaces = 0;
 	return 0;
 }
 
 static int
-cf_item_interfaces(struct cf_parser *p, const char *v, size_t len)
+config_item_interfaces(struct config_parser *p, const char *v, size_t len)
 {
 	struct config *cf = p->p_cf;
 	const unsigned max = sizeof(cf->interfaces) / sizeof(cf->interfaces[0]);
-	char esc[CF_ESC_MAX];
+	char esc[CONFIG_ESC_MAX];
 	unsigned i;
 
-	if (!cf_ifname_ok(v, len)) {
-		cf_err(p, "interfaces: bad interface name '%s': expected at most 15 letters, "
-		    "digits, '.', '_' or '-'", cf_esc(esc, v, len));
+	if (!config_ifname_ok(v, len)) {
+		config_err(p, "interfaces: bad interface name '%s': expected at most 15 letters, "
+		    "digits, '.', '_' or '-'", config_esc(esc, v, len));
 		return -1;
 	}
 	for (i = 0; i < cf->ninterfaces; i++)
 		if (strlen(cf->interfaces[i]) == len && memcmp(cf->interfaces[i], v, len) == 0)
 			return 0;
 	if (cf->ninterfaces == max) {
-		cf_err(p, "interfaces: more than %u names", max);
+		config_err(p, "interfaces: more than %u names", max);
 		return -1;
 	}
 	memcpy(cf->interfaces[cf->ninterfaces], v, len);
@@ -893,19 +896,19 @@ cf_item_interfaces(struct cf_parser *p, const char *v, size_t len)
 }
 
 static int
-cf_item_local_domains(struct cf_parser *p, const char *v, size_t len)
+config_item_local_domains(struct config_parser *p, const char *v, size_t len)
 {
 	char err[RULES_ERR_LEN];
 
 	if (rules_domainset_add(p->p_cf->local_domains, v, len, err) == -1) {
-		cf_err(p, "local_domains: %s", err);
+		config_err(p, "local_domains: %s", err);
 		return -1;
 	}
 	return 0;
 }
 
 static int
-cf_reset_trusted(struct config *cf)
+config_reset_trusted(struct config *cf)
 {
 	struct rules_cidrset *s = rules_cidrset_new();
 
@@ -917,34 +920,34 @@ cf_reset_trusted(struct config *cf)
 }
 
 static int
-cf_item_trusted(struct cf_parser *p, const char *v, size_t len)
+config_item_trusted(struct config_parser *p, const char *v, size_t len)
 {
 	struct rules_cidr c;
 	char err[RULES_ERR_LEN];
 
 	if (rules_cidr_parse(v, len, &c, err) == -1) {
-		cf_err(p, "trusted_networks: %s", err);
+		config_err(p, "trusted_networks: %s", err);
 		return -1;
 	}
 	if (rules_cidrset_add(p->p_cf->trusted_networks, &c) == -1) {
-		cf_err(p, "trusted_networks: out of memory");
+		config_err(p, "trusted_networks: out of memory");
 		return -1;
 	}
 	return 0;
 }
 
 static int
-cf_reset_commands(struct config *cf)
+config_reset_commands(struct config *cf)
 {
 	cf->ncommands = 0;
 	return 0;
 }
 
 static int
-cf_item_commands(struct cf_parser *p, const char *v, size_t len)
+config_item_commands(struct config_parser *p, const char *v, size_t len)
 {
 	struct config *cf = p->p_cf;
-	char verb[CONFIG_VERB_MAX], esc[CF_ESC_MAX];
+	char verb[CONFIG_VERB_MAX], esc[CONFIG_ESC_MAX];
 	unsigned i;
 
 	if (len == 0 || len >= CONFIG_VERB_MAX)
@@ -952,18 +955,18 @@ cf_item_commands(struct cf_parser *p, const char *v, size_t len)
 	for (i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)v[i];
 
-		if (!cf_isalpha(c) && !cf_isdigit(c) && c != '-')
+		if (!config_isalpha(c) && !config_isdigit(c) && c != '-')
 			goto bad;
 		verb[i] = (char)(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
 	}
 	verb[len] = '\0';
 	if (strcmp(verb, "XCLIENT") == 0 || strcmp(verb, "XFORWARD") == 0) {
-		cf_err(p, "commands: %s is never forwarded from clients; smtpwall speaks it to "
+		config_err(p, "commands: %s is never forwarded from clients; smtpwall speaks it to "
 		    "the server itself (see xclient)", verb);
 		return -1;
 	}
 	if (strcmp(verb, "BDAT") == 0) {
-		cf_err(p, "commands: BDAT is not supported yet: CHUNKING is removed from the "
+		config_err(p, "commands: BDAT is not supported yet: CHUNKING is removed from the "
 		    "EHLO reply");
 		return -1;
 	}
@@ -971,143 +974,143 @@ cf_item_commands(struct cf_parser *p, const char *v, size_t len)
 		if (strcmp(cf->commands[i], verb) == 0)
 			return 0;
 	if (cf->ncommands == CONFIG_MAX_COMMANDS) {
-		cf_err(p, "commands: more than %d verbs", CONFIG_MAX_COMMANDS);
+		config_err(p, "commands: more than %d verbs", CONFIG_MAX_COMMANDS);
 		return -1;
 	}
 	memcpy(cf->commands[cf->ncommands++], verb, len + 1);
 	return 0;
 bad:
-	cf_err(p, "commands: bad verb '%s': expected letters, digits or '-', at most %d",
-	    cf_esc(esc, v, len), CONFIG_VERB_MAX - 1);
+	config_err(p, "commands: bad verb '%s': expected letters, digits or '-', at most %d",
+	    config_esc(esc, v, len), CONFIG_VERB_MAX - 1);
 	return -1;
 }
 
 /* ---- the key table (SPEC.md order) ----------------------------------------------- */
 
-#define CF_SCALAR(name, fn)	{ name, fn, NULL, NULL, 0, 0, NULL }
-#define CF_LIST(name, item, reset, empty_ok, none_ok, expect) \
+#define CONFIG_SCALAR(name, fn)	{ name, fn, NULL, NULL, 0, 0, NULL }
+#define CONFIG_LIST(name, item, reset, empty_ok, none_ok, expect) \
 	{ name, NULL, item, reset, empty_ok, none_ok, expect }
 
-static const struct cf_key cf_keys[] = {
-	CF_LIST("listen", cf_item_listen, cf_reset_listen, 0, 0, CF_LISTEN_EXPECT),
-	CF_LIST("interfaces", cf_item_interfaces, cf_reset_interfaces, 1, 0,
+static const struct config_key config_keys[] = {
+	CONFIG_LIST("listen", config_item_listen, config_reset_listen, 0, 0, CONFIG_LISTEN_EXPECT),
+	CONFIG_LIST("interfaces", config_item_interfaces, config_reset_interfaces, 1, 0,
 	    "interface names, e.g. eth0, eth1"),
-	CF_SCALAR("mode", cf_set_mode),
-	CF_SCALAR("upstream", cf_set_upstream),
-	CF_LIST("local_domains", cf_item_local_domains, NULL, 1, 1,
+	CONFIG_SCALAR("mode", config_set_mode),
+	CONFIG_SCALAR("upstream", config_set_upstream),
+	CONFIG_LIST("local_domains", config_item_local_domains, NULL, 1, 1,
 	    "domains, e.g. example.com, .example.com"),
-	CF_LIST("trusted_networks", cf_item_trusted, cf_reset_trusted, 1, 1,
+	CONFIG_LIST("trusted_networks", config_item_trusted, config_reset_trusted, 1, 1,
 	    "CIDR blocks, e.g. 192.0.2.0/24, 2001:db8::/32, or none"),
-	CF_SCALAR("auth_relay", cf_set_auth_relay),
-	CF_SCALAR("rules_file", cf_set_rules_file),
-	CF_SCALAR("control_socket", cf_set_control_socket),
-	CF_SCALAR("control_group", cf_set_control_group),
-	CF_SCALAR("nfqueue", cf_set_nfqueue),
-	CF_SCALAR("nfqueue_fail", cf_set_nfqueue_fail),
-	CF_SCALAR("client_rate", cf_set_client_rate),
-	CF_SCALAR("capture_dir", cf_set_capture_dir),
-	CF_SCALAR("capture_interface", cf_set_capture_interface),
-	CF_SCALAR("capture_buffer", cf_set_capture_buffer),
-	CF_SCALAR("capture_max_files", cf_set_capture_max_files),
-	CF_SCALAR("capture_max_bytes", cf_set_capture_max_bytes),
-	CF_SCALAR("capture_redact", cf_set_capture_redact),
-	CF_SCALAR("starttls", cf_set_starttls),
-	CF_SCALAR("xclient", cf_set_xclient),
-	CF_SCALAR("max_sessions", cf_set_max_sessions),
-	CF_SCALAR("max_sessions_per_client", cf_set_max_sessions_per_client),
-	CF_SCALAR("max_recipients", cf_set_max_recipients),
-	CF_SCALAR("max_message_size", cf_set_max_message_size),
-	CF_SCALAR("max_line_length", cf_set_max_line_length),
-	CF_LIST("commands", cf_item_commands, cf_reset_commands, 0, 0,
-	    "SMTP verbs, e.g. " CF_DEFAULT_COMMANDS),
-	CF_SCALAR("bare_lf", cf_set_bare_lf),
-	CF_SCALAR("timeout_connect", cf_set_timeout_connect),
-	CF_SCALAR("timeout_idle", cf_set_timeout_idle),
-	CF_SCALAR("timeout_server", cf_set_timeout_server),
-	CF_SCALAR("workers", cf_set_workers),
-	CF_SCALAR("shutdown_timeout", cf_set_shutdown_timeout),
-	CF_SCALAR("log_level", cf_set_log_level),
+	CONFIG_SCALAR("auth_relay", config_set_auth_relay),
+	CONFIG_SCALAR("rules_file", config_set_rules_file),
+	CONFIG_SCALAR("control_socket", config_set_control_socket),
+	CONFIG_SCALAR("control_group", config_set_control_group),
+	CONFIG_SCALAR("nfqueue", config_set_nfqueue),
+	CONFIG_SCALAR("nfqueue_fail", config_set_nfqueue_fail),
+	CONFIG_SCALAR("client_rate", config_set_client_rate),
+	CONFIG_SCALAR("capture_dir", config_set_capture_dir),
+	CONFIG_SCALAR("capture_interface", config_set_capture_interface),
+	CONFIG_SCALAR("capture_buffer", config_set_capture_buffer),
+	CONFIG_SCALAR("capture_max_files", config_set_capture_max_files),
+	CONFIG_SCALAR("capture_max_bytes", config_set_capture_max_bytes),
+	CONFIG_SCALAR("capture_redact", config_set_capture_redact),
+	CONFIG_SCALAR("starttls", config_set_starttls),
+	CONFIG_SCALAR("xclient", config_set_xclient),
+	CONFIG_SCALAR("max_sessions", config_set_max_sessions),
+	CONFIG_SCALAR("max_sessions_per_client", config_set_max_sessions_per_client),
+	CONFIG_SCALAR("max_recipients", config_set_max_recipients),
+	CONFIG_SCALAR("max_message_size", config_set_max_message_size),
+	CONFIG_SCALAR("max_line_length", config_set_max_line_length),
+	CONFIG_LIST("commands", config_item_commands, config_reset_commands, 0, 0,
+	    "SMTP verbs, e.g. " CONFIG_DEFAULT_COMMANDS),
+	CONFIG_SCALAR("bare_lf", config_set_bare_lf),
+	CONFIG_SCALAR("timeout_connect", config_set_timeout_connect),
+	CONFIG_SCALAR("timeout_idle", config_set_timeout_idle),
+	CONFIG_SCALAR("timeout_server", config_set_timeout_server),
+	CONFIG_SCALAR("workers", config_set_workers),
+	CONFIG_SCALAR("shutdown_timeout", config_set_shutdown_timeout),
+	CONFIG_SCALAR("log_level", config_set_log_level),
 };
-#define CF_NKEYS	(sizeof(cf_keys) / sizeof(cf_keys[0]))
+#define CONFIG_NKEYS	(sizeof(config_keys) / sizeof(config_keys[0]))
 
-static const struct cf_key *
-cf_key_find(const char *k, size_t len)
+static const struct config_key *
+config_key_find(const char *k, size_t len)
 {
 	size_t i;
 
-	for (i = 0; i < CF_NKEYS; i++)
-		if (strlen(cf_keys[i].k_name) == len && memcmp(cf_keys[i].k_name, k, len) == 0)
-			return &cf_keys[i];
+	for (i = 0; i < CONFIG_NKEYS; i++)
+		if (strlen(config_keys[i].k_name) == len && memcmp(config_keys[i].k_name, k, len) == 0)
+			return &config_keys[i];
 	return NULL;
 }
 
 /* ---- lines ------------------------------------------------------------------ */
 
 static int
-cf_issep(int c)
+config_issep(int c)
 {
-	return c == ',' || cf_isspace(c);
+	return c == ',' || config_isspace(c);
 }
 
 /* Every element of a comma- and/or space-separated list. */
 static void
-cf_list(struct cf_parser *p, const char *v, size_t len)
+config_list(struct config_parser *p, const char *v, size_t len)
 {
-	const struct cf_key *k = p->p_key;
+	const struct config_key *k = p->p_key;
 	size_t i = 0, start;
 
 	if (len == 0) {
 		if (!k->k_empty_ok)
-			cf_bad(p, v, len, k->k_expect);
+			config_bad(p, v, len, k->k_expect);
 		return;
 	}
-	if (k->k_none_ok && cf_word_eq(v, len, "none"))
+	if (k->k_none_ok && config_word_eq(v, len, "none"))
 		return;
 	while (i < len) {
-		while (i < len && cf_issep((unsigned char)v[i]))
+		while (i < len && config_issep((unsigned char)v[i]))
 			i++;
 		if (i == len)
 			break;
 		start = i;
-		while (i < len && !cf_issep((unsigned char)v[i]))
+		while (i < len && !config_issep((unsigned char)v[i]))
 			i++;
 		(void)k->k_item(p, v + start, i - start);
 	}
 }
 
 static void
-cf_keyval(struct cf_parser *p, const struct cf_key *k, const char *v, size_t len)
+config_keyval(struct config_parser *p, const struct config_key *k, const char *v, size_t len)
 {
-	unsigned *first = &p->p_first[k - cf_keys];
+	unsigned *first = &p->p_first[k - config_keys];
 
 	p->p_key = k;
 	if (k->k_set != NULL) {
 		if (*first != 0) {
-			cf_err(p, "'%s' given twice (first on line %u)", k->k_name, *first);
+			config_err(p, "'%s' given twice (first on line %u)", k->k_name, *first);
 			return;
 		}
 		*first = p->p_line;
 		if (k->k_set(p, v, len) == -1)
-			p->p_bad[k - cf_keys] = 1;
+			p->p_bad[k - config_keys] = 1;
 		return;
 	}
 	if (*first == 0) {
 		*first = p->p_line;
 		/* never append to a default that should have been dropped */
 		if (k->k_reset != NULL && k->k_reset(p->p_cf) == -1) {
-			cf_err(p, "%s: out of memory", k->k_name);
+			config_err(p, "%s: out of memory", k->k_name);
 			return;
 		}
 	}
-	cf_list(p, v, len);
+	config_list(p, v, len);
 }
 
 static void
-cf_line(struct cf_parser *p, const char *s, size_t len)
+config_line(struct config_parser *p, const char *s, size_t len)
 {
 	const char *hash = memchr(s, '#', len), *eq, *k, *v;
-	char esc[CF_ESC_MAX];
-	const struct cf_key *key;
+	char esc[CONFIG_ESC_MAX];
+	const struct config_key *key;
 	size_t klen, vlen, i;
 
 	if (len > 0 && s[len - 1] == '\r')
@@ -1118,60 +1121,60 @@ cf_line(struct cf_parser *p, const char *s, size_t len)
 		unsigned char c = (unsigned char)s[i];
 
 		if ((c < 0x20 && c != '\t') || c == 0x7f) {
-			cf_err(p, "control character \\x%02x in the line", c);
+			config_err(p, "control character \\x%02x in the line", c);
 			return;
 		}
 	}
-	while (len > 0 && cf_isspace((unsigned char)*s)) {
+	while (len > 0 && config_isspace((unsigned char)*s)) {
 		s++;
 		len--;
 	}
-	while (len > 0 && cf_isspace((unsigned char)s[len - 1]))
+	while (len > 0 && config_isspace((unsigned char)s[len - 1]))
 		len--;
 	if (len == 0)
 		return;
 
 	eq = memchr(s, '=', len);
 	if (eq == NULL) {
-		for (klen = 0; klen < len && !cf_isspace((unsigned char)s[klen]); klen++)
+		for (klen = 0; klen < len && !config_isspace((unsigned char)s[klen]); klen++)
 			;
-		cf_err(p, "missing '=' after key '%s'", cf_esc(esc, s, klen));
+		config_err(p, "missing '=' after key '%s'", config_esc(esc, s, klen));
 		return;
 	}
 	k = s;
 	klen = (size_t)(eq - s);
-	while (klen > 0 && cf_isspace((unsigned char)k[klen - 1]))
+	while (klen > 0 && config_isspace((unsigned char)k[klen - 1]))
 		klen--;
 	if (klen == 0) {
-		cf_err(p, "missing key before '='");
+		config_err(p, "missing key before '='");
 		return;
 	}
-	key = cf_key_find(k, klen);
+	key = config_key_find(k, klen);
 	if (key == NULL) {
-		cf_err(p, "unknown key '%s'", cf_esc(esc, k, klen));
+		config_err(p, "unknown key '%s'", config_esc(esc, k, klen));
 		return;
 	}
 	v = eq + 1;
 	vlen = len - (size_t)(v - s);
-	while (vlen > 0 && cf_isspace((unsigned char)*v)) {
+	while (vlen > 0 && config_isspace((unsigned char)*v)) {
 		v++;
 		vlen--;
 	}
-	cf_keyval(p, key, v, vlen);
+	config_keyval(p, key, v, vlen);
 }
 
 /* Settings that are each valid alone but not together. */
 static void
-cf_check(struct cf_parser *p)
+config_check(struct config_parser *p)
 {
 	const struct config *cf = p->p_cf;
-	unsigned rate_line = p->p_first[cf_key_find("client_rate", 11) - cf_keys];
-	unsigned char nfq_bad = p->p_bad[cf_key_find("nfqueue", 7) - cf_keys];
+	unsigned rate_line = p->p_first[config_key_find("client_rate", 11) - config_keys];
+	unsigned char nfq_bad = p->p_bad[config_key_find("nfqueue", 7) - config_keys];
 
 	/* a bad nfqueue line has had its own message */
 	if (cf->client_rate != 0 && !cf->nfqueue_on && rate_line != 0 && !nfq_bad) {
 		p->p_line = rate_line;
-		cf_err(p, "client_rate needs nfqueue: connections are counted and dropped "
+		config_err(p, "client_rate needs nfqueue: connections are counted and dropped "
 		    "at their first packet in the queue");
 	}
 }
@@ -1179,9 +1182,9 @@ cf_check(struct cf_parser *p)
 int
 config_parse(struct config *cf, const char *path, const char *text, size_t len, FILE *errf)
 {
-	unsigned first[CF_NKEYS];
-	unsigned char bad[CF_NKEYS];
-	struct cf_parser p;
+	unsigned first[CONFIG_NKEYS];
+	unsigned char bad[CONFIG_NKEYS];
+	struct config_parser p;
 	const char *s = text, *end = text + len, *nl;
 
 	memset(first, 0, sizeof(first));
@@ -1202,17 +1205,17 @@ config_parse(struct config *cf, const char *path, const char *text, size_t len, 
 		if (nl == NULL)
 			nl = end;
 		p.p_line++;
-		cf_line(&p, s, (size_t)(nl - s));
+		config_line(&p, s, (size_t)(nl - s));
 		s = nl + 1;
 	}
-	cf_check(&p);
+	config_check(&p);
 	return p.p_nerr;
 }
 
 /* ---- defaults, loading ----------------------------------------------------- */
 
 static int
-cf_default_trusted(struct rules_cidrset *set)
+config_default_trusted(struct rules_cidrset *set)
 {
 	static const char *const nets[] = { "127.0.0.0/8", "::1/128" };
 	char err[RULES_ERR_LEN];
@@ -1228,9 +1231,9 @@ cf_default_trusted(struct rules_cidrset *set)
 }
 
 static void
-cf_default_commands(struct config *cf)
+config_default_commands(struct config *cf)
 {
-	const char *s = CF_DEFAULT_COMMANDS;
+	const char *s = CONFIG_DEFAULT_COMMANDS;
 
 	cf->ncommands = 0;
 	while (*s != '\0') {
@@ -1252,7 +1255,7 @@ config_init(struct config *cf)
 	cf->local_domains = rules_domainset_new();
 	cf->trusted_networks = rules_cidrset_new();
 	if (cf->local_domains == NULL || cf->trusted_networks == NULL ||
-	    cf_default_trusted(cf->trusted_networks) == -1) {
+	    config_default_trusted(cf->trusted_networks) == -1) {
 		config_free(cf);
 		errno = ENOMEM;
 		return -1;
@@ -1276,9 +1279,9 @@ config_init(struct config *cf)
 	cf->client_rate = 0;
 	snprintf(cf->capture_dir, sizeof(cf->capture_dir), "/var/lib/smtpwall/captures");
 	snprintf(cf->capture_interface, sizeof(cf->capture_interface), "any");
-	cf->capture_buffer = 4 * CF_MIB;
+	cf->capture_buffer = 4 * CONFIG_MIB;
 	cf->capture_max_files = 1000;
-	cf->capture_max_bytes = CF_GIB;
+	cf->capture_max_bytes = CONFIG_GIB;
 	cf->capture_redact = 1;
 	cf->starttls = CONFIG_STARTTLS_STRIP;
 	cf->xclient = 0;
@@ -1287,7 +1290,7 @@ config_init(struct config *cf)
 	cf->max_recipients = 100;
 	cf->max_message_size = 52428800;
 	cf->max_line_length = 2048;
-	cf_default_commands(cf);
+	config_default_commands(cf);
 	cf->bare_lf = CONFIG_BARE_LF_REJECT;
 	cf->timeout_connect = 30;
 	cf->timeout_idle = 300;
@@ -1307,9 +1310,9 @@ config_free(struct config *cf)
 	cf->trusted_networks = NULL;
 }
 
-/* The whole file, at most CF_FILE_MAX bytes: 0, or -1 with errno (EFBIG: too large). */
+/* The whole file, at most CONFIG_FILE_MAX bytes: 0, or -1 with errno (EFBIG: too large). */
 static int
-cf_read_file(const char *path, char **text, size_t *len)
+config_read_file(const char *path, char **text, size_t *len)
 {
 	size_t cap = 8192, n = 0;
 	char *buf = NULL, *nb;
@@ -1337,7 +1340,7 @@ cf_read_file(const char *path, char **text, size_t *len)
 		if (r == 0)
 			break;
 		n += (size_t)r;
-		if (n > CF_FILE_MAX) {
+		if (n > CONFIG_FILE_MAX) {
 			errno = EFBIG;
 			goto fail;
 		}
@@ -1367,7 +1370,7 @@ config_load(struct config *cf, const char *path, FILE *errf)
 		return 1;
 	}
 	snprintf(cf->path, sizeof(cf->path), "%s", path);
-	if (cf_read_file(path, &text, &len) == -1) {
+	if (config_read_file(path, &text, &len) == -1) {
 		if (errf != NULL) {
 			if (errno == EFBIG)
 				fprintf(errf, "%s: larger than 1 MiB: not a configuration file?\n",

@@ -11,10 +11,15 @@
  *    A bare LF, a bare CR (one not followed by LF) or a NUL sets a flag; the
  *    caller aborts the server's side and answers 554 5.6.0 at the end.
  *  - SMTP_DATA_NORMALIZE (bare_lf = normalize): every bare LF and every bare
- *    CR becomes CRLF; every output line that starts with '.' and that touches a
- *    normalized line ending (its own ending or the one before it was bare) gets
- *    one more '.', so the server can never see CRLF "." CRLF before the real
- *    end. NUL still sets SMTP_DATA_F_NUL (the message is refused either way).
+ *    CR becomes CRLF; an output line that starts with '.' gets one more '.'
+ *    when the line ending before it was bare, or when the line is exactly "."
+ *    and its own ending is bare, so the server can never see CRLF "." CRLF
+ *    before the real end (only the CR of a "." CR line is ever held back).
+ *    Only SMTP_DATA_F_NUL is set in this mode (a NUL refuses the message
+ *    either way); the bare-ending flags stay off.
+ *
+ * The caller must not forward the output of a call that set a flag: in
+ * REJECT mode that output holds the offending byte.
  *
  * Invariant (tested, fuzzed): in NORMALIZE mode, the output contains no bare
  * CR or LF, and "\r\n" + output contains "\r\n.\r\n" exactly once, at its end.

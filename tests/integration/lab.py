@@ -514,6 +514,7 @@ class Proxy:
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
         self.notify.setblocking(False)
+        self.notified = []
         self.notes = []
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path)
         self.log_f = open(self.log_path, "wb")
@@ -537,12 +538,12 @@ class Proxy:
         return self.proc.poll() is None
 
     def notifications(self):
-        out = []
+        """Every sd_notify datagram received so far (NOTIFY_SOCKET is ours)."""
         while True:
             try:
-                out.append(self.notify.recv(4096).decode("latin-1"))
-            except BlockingIOError:
-                return out
+                self.notified.append(self.notify.recv(4096).decode("latin-1"))
+            except (BlockingIOError, OSError):
+                return list(self.notified)
 
     def stop(self, timeout=10.0):
         """SIGTERM, then SIGKILL after `timeout`. Returns the exit status."""

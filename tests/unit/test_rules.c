@@ -670,7 +670,8 @@ test_rules_parse_reports_every_error_with_its_line(void **state)
 	    "block sender *@x.example comment=\"tab\there\"\n"				/* 32 */
 	    "block sender *@x.example comment=\"x\"# glued\n"				/* 33 */
 	    "allow relay 192.0.2.15 from a.example\n"					/* 34 */
-	    "block client 198.51.100.0/24\n";						/* 35 good */
+	    "block sender Comment=\"x\"@y.example\n"					/* 35 */
+	    "block client 198.51.100.0/24\n";						/* 36 good */
 	static const struct {
 		unsigned	 line;
 		const char	*msg;
@@ -707,6 +708,8 @@ test_rules_parse_reports_every_error_with_its_line(void **state)
 		{ 32, "comment=: control character in the text" },
 		{ 33, "'#' right after comment=\"...\": put a space before a comment" },
 		{ 34, "allow relay: expected 'to' after the CIDR" },
+		/* lowercased it would read back as an option (found by fuzzing) */
+		{ 35, "block sender: a pattern may not begin with comment=\"" },
 	};
 	struct tr_errs e;
 	size_t i;
