@@ -25,8 +25,9 @@ struct buf {
 };
 
 static inline size_t buf_len(const struct buf *b) { return b->len; }
-static inline const char *buf_head(const struct buf *b) { return b->data + b->head; }
-static inline char *buf_tail(struct buf *b) { return b->data + b->head + b->len; }
+/* NULL for an unallocated buffer: NULL + 0 would be undefined behaviour. */
+static inline const char *buf_head(const struct buf *b) { return b->data ? b->data + b->head : NULL; }
+static inline char *buf_tail(struct buf *b) { return b->data ? b->data + b->head + b->len : NULL; }
 /* Contiguous room after the data without compacting or growing. */
 static inline size_t buf_room(const struct buf *b) { return b->size - b->head - b->len; }
 

@@ -12,7 +12,8 @@
  * priority instead: journald adds the program name and pid itself.
  *
  * Never: allocates, changes errno for its caller, or escapes its message
- * (callers escape what came from the network with log_escape()).
+ * (callers escape what came from the network with log_escape()); only a CR
+ * or LF inside it becomes a space, so that one call stays one line.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -144,9 +145,12 @@ static void
 log_line_write(struct log_line *l)
 {
 	const char *p = l->buf;
-	size_t left;
+	size_t left, i;
 	ssize_t n;
 
+	for (i = 0; i < l->len; i++)
+		if (l->buf[i] == '\n' || l->buf[i] == '\r')
+			l->buf[i] = ' ';
 	if (l->trunc)
 		memcpy(l->buf + l->len - strlen(LOG_TRUNC), LOG_TRUNC, strlen(LOG_TRUNC));
 	l->buf[l->len++] = '\n';

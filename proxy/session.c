@@ -289,12 +289,13 @@ static void
 sess_drain_client(struct session *s)
 {
 	char junk[4096];
-	ssize_t n;
+	unsigned i;
 
 	buf_reset(&s->client.in);
-	while (s->client.fd != -1 &&
-	    (n = read(s->client.fd, junk, sizeof(junk))) > 0)
-		;
+	/* Bounded: a client still streaming is not allowed to hold the loop. */
+	for (i = 0; i < 64 && s->client.fd != -1; i++)
+		if (read(s->client.fd, junk, sizeof(junk)) <= 0)
+			break;
 }
 
 /* ---- the pump ---------------------------------------------------------------------- */
