@@ -528,29 +528,63 @@ fsm_auth_cancel(struct smtp_fsm *f)
 	f->barrier = 1;
 }
 
+/*
+ * The end of the command line starting at p: the offset just past its CRLF,
+ * or 0 if no CRLF is in the first n bytes. A line ends only at CRLF (RFC 5321
+ * 2.3.8), so a bare LF is inside the line, never the end of it: the server
+ * must not be able to read a second command where we read one bad line.
+ */
+static size_t
+fsm_crlf_end(const char *p, size_t n)
+{
+	const char *lf;
+	size_t off = 0;
+
+	while (off < n && (lf = memchr(p + off, '\n', n - off)) != NULL) {
+		off = (size_t)(lf - p) + 1;
+		if (off >= 2 && p[off - 2] == '\r')
+			return off;
+	}
+	return 0;
+}
+
+/* Discard the rest of a refused line through its CRLF, across chunks. */
+static size_t
+fsm_skip_line(struct smtp_fsm *f, const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (p[i] == '\n' && f->skip_cr) {
+			f->skip_line = 0;
+			f->skip_cr = 0;
+			return i + 1;
+		}
+		f->skip_cr = p[i] == '\r';
+	}
+	return n;
+}
+
 /* One client line in command or AUTH-continuation mode; returns bytes consumed, 0 to wait. */
 static size_t
 fsm_client_line(struct smtp_fsm *f, const char *p, size_t n)
 {
 	size_t limit = f->conf->max_line_length, len;
-	const char *lf;
 	struct slice line;
 
-	if (f->skip_line) {	/* the rest of an over-long line */
-		if ((lf = memchr(p, '\n', n)) == NULL)
-			return n;
-		f->skip_line = 0;
-		return (size_t)(lf - p) + 1;
-	}
+	if (f->skip_line)
+		return fsm_skip_line(f, p, n);
 	if (f->barrier || f->fifo_len >= SMTP_FIFO_MAX - 2 ||
 	    buf_len(f->to_server) > SMTP_OUT_HIGH ||
 	    buf_len(f->to_client) > SMTP_OUT_HIGH)
 		return 0;
 
-	if ((lf = memchr(p, '\n', n < limit ? n : limit)) == NULL) {
+	if ((len = fsm_crlf_end(p, n < limit ? n : limit)) == 0) {
 		if (n < limit)
 			return f->client_eof ? n : 0;	/* a partial line at EOF is dropped */
+		/* No CRLF within max_line_length: refuse, then discard through its CRLF. */
 		f->skip_line = 1;
+		f->skip_cr = p[limit - 1] == '\r';
 		if (f->state == SS_AUTH)
 			fsm_auth_cancel(f);
 		else
@@ -558,14 +592,13 @@ fsm_client_line(struct smtp_fsm *f, const char *p, size_t n)
 			    "500 5.5.2 Error: line too long");
 		return limit;
 	}
-	len = (size_t)(lf - p) + 1;
 	line.p = p;
 	line.len = len;
-	if (len < 2 || p[len - 2] != '\r' || smtp_line_has_bad_bytes(p, len - 2)) {
+	if (smtp_line_has_bad_bytes(p, len - 2)) {
 		if (f->state == SS_AUTH)
 			fsm_auth_cancel(f);
 		else
-			fsm_error(f, (struct slice){ p, len - 1 }, "bad_bytes",
+			fsm_error(f, (struct slice){ p, len - 2 }, "bad_bytes",
 			    "500 5.5.2 Error: bad character in command (NUL, bare CR or bare LF)");
 		return len;
 	}

@@ -119,7 +119,8 @@ struct smtp_fsm {
 	int			 server_gone;	/* the server's side was aborted or lost */
 	int			 client_eof;
 	int			 barrier;	/* a mode-changing command awaits its reply */
-	int			 skip_line;	/* discarding an over-long line up to its LF */
+	int			 skip_line;	/* discarding an over-long line through its CRLF */
+	int			 skip_cr;	/* while skipping: the last byte discarded was CR */
 	unsigned		 not_smtp;	/* lines that were not SMTP at all */
 	unsigned		 errors;	/* protocol errors */
 	time_t			 now;		/* set by the caller before each call: rule expiry */

@@ -28,7 +28,6 @@ import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
 import time
@@ -341,13 +340,8 @@ class RecorderServer:
         return out
 
     def session(self, helo, timeout=10.0, expect=True):
-        """Wait until every upstream connection that said EHLO/HELO `helo` is closed.
-
-        Returns the list of those connection ids. With expect=False it first waits
-        until no connection is open any more... which we cannot observe for a
-        connection that never said HELO; so callers pass expect=False only after a
-        sync point (their client session is over).
-        """
+        """Wait until every upstream connection that said EHLO/HELO `helo` is closed;
+        return their ids. With expect=False, no such connection is not an error."""
         if expect:
             wait_for(lambda: self.conns_with_helo(helo), timeout, "server to see EHLO/HELO %s" % helo)
         conns = self.conns_with_helo(helo)
@@ -355,16 +349,6 @@ class RecorderServer:
             wait_for(lambda: self.closed(c), timeout,
                      "server connection %d (helo %s) to be closed by smtpwalld" % (c, helo))
         return conns
-
-    def everything_from(self, helo):
-        """All bytes the server received on connections that used this helo."""
-        return b"".join(self.raw(c) for c in self.conns_with_helo(helo))
-
-    def all_commands(self, helo):
-        out = []
-        for c in self.conns_with_helo(helo):
-            out += self.commands(c)
-        return out
 
 
 class SinkServer:
@@ -717,12 +701,20 @@ class Lab:
         self.proxy = Proxy(self, config or {}, rules, "smtpwalld-%d" % Lab._proxy_seq)
         return self.proxy
 
-    def stop_proxy(self):
-        if self.proxy is not None:
-            p, self.proxy = self.proxy, None
-            p.stop()
-            return p
-        return None
+    def stop_proxy(self, check=True):
+        """Stop smtpwalld; with check, a non-zero exit after SIGTERM, a SIGKILL or a
+        sanitizer report (LeakSanitizer speaks at exit) is an assertion error."""
+        if self.proxy is None:
+            return None
+        p, self.proxy = self.proxy, None
+        was_alive = p.alive()
+        rc = p.stop()
+        problems = list(p.notes) + p.sanitizer_reports()
+        if was_alive and rc != 0:
+            problems.append("exit status %s after SIGTERM (expected 0)" % rc)
+        if check and problems:
+            raise AssertionError("smtpwalld (%s): %s\nlog tail:\n%s" % (p.dir.name, "; ".join(problems), p.log_tail(40)))
+        return p
 
     # tearing down ------------------------------------------------------------------
 
@@ -732,6 +724,7 @@ class Lab:
             self.stop_proxy()
         except Exception as e:   # keep going: the namespaces must go
             errors.append(e)
+            self.proxy = None
         for fn in reversed(self.cleanups):
             try:
                 fn()

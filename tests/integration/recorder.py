@@ -4,6 +4,7 @@
 Runs inside the lab's server namespace as a subprocess of the test. It owns one
 directory and writes there, for every connection N:
 
+  commands.log   the same events as text, for people (the demo shows it)
   events.jsonl   one JSON object a line, flushed as it happens:
                  {"ev": "connect", "conn": N, "peer": [ip, port]}
                  {"ev": "cmd", "conn": N, "line": "<command line, latin-1>"}
@@ -38,10 +39,21 @@ class Recorder:
         self.conn_seq = 0
         self.msg_seq = 0
         self.events = open(os.path.join(outdir, "events.jsonl"), "a", buffering=1)
+        self.human = open(os.path.join(outdir, "commands.log"), "a", buffering=1)
 
     def event(self, **kw):
         self.events.write(json.dumps(kw) + "\n")
         self.events.flush()
+        # The same, for people (scripts/demo.sh shows it as "the server's log").
+        if kw["ev"] == "cmd":
+            self.human.write("conn %d: %s\n" % (kw["conn"], kw["line"].rstrip("\r\n")))
+        elif kw["ev"] == "connect":
+            self.human.write("conn %d: connection from %s\n" % (kw["conn"], kw["peer"][0] if kw["peer"] else "?"))
+        elif kw["ev"] == "message":
+            self.human.write("conn %d: message stored as msg-%d\n" % (kw["conn"], kw["msg"]))
+        elif kw["ev"] == "close":
+            self.human.write("conn %d: closed\n" % kw["conn"])
+        self.human.flush()
 
     def write_atomic(self, name, data):
         path = os.path.join(self.outdir, name)

@@ -10,8 +10,6 @@ import tempfile
 
 import pytest
 
-import lab as L
-
 
 @pytest.fixture(scope="module")
 def ns():

@@ -5,7 +5,7 @@ Issue 2, tests 1 (byte-identical local delivery + session summary), 6 (pipelinin
 run against Postfix's smtp-sink, and the sd_notify readiness message.
 """
 import smtplib
-import subprocess
+import socket
 
 import pytest
 
@@ -172,3 +172,51 @@ def test_sd_notify_ready_once_listening(proxy):
     wait_for(lambda: any("READY=1" in n for n in proxy.notifications()), 10,
              "READY=1 on $NOTIFY_SOCKET (SPEC: sd_notify READY=1 once listening)")
 
+
+
+def test_half_close_after_final_dot_still_gets_server_replies(lab, proxy):
+    """SPEC: a client may FIN right after its final dot and QUIT; the server's replies still come back."""
+    with SMTPClient(lab, L.REC4, src=L.CLIENT4) as c:
+        c.greeting()
+        c.ehlo("half-close")
+        assert c.cmd("MAIL FROM:<hc@example.org>").code == 250
+        assert c.cmd("RCPT TO:<user@example.net>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(b"Subject: half-close\r\n\r\nbye\r\n.\r\nQUIT\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        end, bye = c.replies(2)
+        assert end.code == 250 and "recorded as" in end.text, end
+        assert bye.code == 221, bye
+    (conn,) = lab.recorder.session("half-close")
+    assert len(lab.recorder.messages(conn)) == 1
+
+
+def test_data_after_every_recipient_refused_is_not_started(lab, proxy):
+    with SMTPClient(lab, L.REC4, src=L.CLIENT4) as c:
+        c.greeting()
+        c.ehlo("all-refused")
+        assert c.cmd("MAIL FROM:<ar@example.org>").code == 250
+        assert c.cmd("RCPT TO:<x@elsewhere.example>").code == 550
+        r = c.cmd("DATA")
+        assert r.code != 354 and 500 <= r.code < 600, r
+        c.quit()
+    (conn,) = lab.recorder.session("all-refused")
+    assert lab.recorder.messages(conn) == [], "the server stored a message that had no accepted recipient"
+
+
+def test_direct_connection_to_the_listener_is_refused_not_looped(lab, proxy):
+    """A connection that netfilter did not redirect has no original destination but the
+    listener itself: smtpwalld must refuse it, never connect to itself."""
+    with SMTPClient(lab, L.GW_C4, port=L.LISTEN_PORT, src=L.CLIENT4) as c:
+        try:
+            g = c.greeting()
+            assert g.code >= 400, g
+        except EOFError:
+            pass
+        c.wait_closed(10)
+        assert c.eof
+        port = c.local_port
+    wait_for(lambda: any(":%d" % port in l for l in proxy.lines()), 10, "a log line for the refused session")
+    own = [l for l in proxy.lines() if "client=%s:" % L.GW_C4 in l or "client=%s:" % L.GW_S4 in l
+           or "client=127.0.0.1:" in l]
+    assert own == [], "smtpwalld connected to itself: %r" % own[:5]

@@ -139,7 +139,7 @@ static const struct {
 	{ "XFORWARD", SMTP_V_XFORWARD, " HELO=client.example" },
 };
 
-/* Every verb of the table is recognised in upper, lower and mixed case, and verb_text keeps the case. */
+/* Every verb of the table is recognised in upper, lower and mixed case; verb_text keeps case. */
 static void
 test_smtp_parse_every_verb_any_case(void **state)
 {
@@ -407,7 +407,10 @@ tp_check_path_rows(const struct tp_path_row *rows, size_t n)
 #define AL	SMTP_PATH_ADDRLIT
 #define NB	SMTP_PATH_NOBRACKETS
 
-/* Plain, null, postmaster, quoted, routed, literal, trailing-dot and UTF-8 paths give the addresses a rule would match. */
+/*
+ * Plain, null, postmaster, quoted, routed, literal, trailing-dot and UTF-8
+ * paths give the addresses a rule would match.
+ */
 static void
 test_smtp_parse_paths_accepted(void **state)
 {
@@ -508,7 +511,7 @@ test_smtp_parse_paths_accepted(void **state)
 	tp_check_path_rows(rows, TP_NITEMS(rows));
 }
 
-/* The three leniencies real MTAs accept: verb/keyword case, spaces after the colon, a bare path word. */
+/* The leniencies real MTAs accept: keyword case, spaces after the colon, a bare path word. */
 static void
 test_smtp_parse_leniencies(void **state)
 {
@@ -533,7 +536,10 @@ test_smtp_parse_leniencies(void **state)
 	tp_check_path_rows(rows, TP_NITEMS(rows));
 }
 
-/* Every relay trick of SPEC.md "The relay decision" sets its flag, and the domain is the one the server routes on. */
+/*
+ * Every relay trick of SPEC.md "The relay decision" sets its flag, and the
+ * domain is the one the server routes on.
+ */
 static void
 test_smtp_parse_relay_tricks_flagged(void **state)
 {
@@ -772,7 +778,8 @@ test_smtp_parse_malformed_paths_are_syntax(void **state)
 		{ TP_L("RCPT TO:<@hop%evil.example:u@example.com>") }, { TP_L("RCPT TO:<@hop.example>") },
 		{ TP_L("RCPT TO:<@@hop.example:u@example.com>") }, { TP_L("MAIL FROM:<@hop.example:>") },
 		/* malformed UTF-8 (a lax decoder could read an overlong C1 80 as '@') */
-		{ TP_L("RCPT TO:<\xc0\x80@example.com>") }, { TP_L("RCPT TO:<user\xc1\x80" "evil@local.example>") },
+		{ TP_L("RCPT TO:<\xc0\x80@example.com>") },
+		{ TP_L("RCPT TO:<user\xc1\x80" "evil@local.example>") },
 		{ TP_L("RCPT TO:<\xed\xa0\x80@example.com>") }, { TP_L("RCPT TO:<\xff@example.com>") },
 		{ TP_L("RCPT TO:<a\xc3@example.com>") }, { TP_L("RCPT TO:<a@b\xc3.example>") },
 		{ TP_L("RCPT TO:<a@b\xe0\x80\xaf.example>") }, { TP_L("RCPT TO:<a@b\xf4\x90\x80\x80.example>") },
@@ -781,13 +788,15 @@ test_smtp_parse_malformed_paths_are_syntax(void **state)
 		{ TP_L("MAIL FROM:<a@example.com> SIZE=") }, { TP_L("MAIL FROM:<a@example.com> =1") },
 		{ TP_L("MAIL FROM:<a@example.com> -SIZE=1") }, { TP_L("MAIL FROM:<a@example.com> SIZE==1") },
 		{ TP_L("MAIL FROM:<a@example.com> SIZE=1=2") }, { TP_L("MAIL FROM:<a@example.com> SI_ZE=1") },
-		{ TP_L("MAIL FROM:<a@example.com> SIZE=\x01") }, { TP_L("MAIL FROM:<a@example.com> BODY=8BIT\x7f") },
+		{ TP_L("MAIL FROM:<a@example.com> SIZE=\x01") },
+		{ TP_L("MAIL FROM:<a@example.com> BODY=8BIT\x7f") },
 		{ TP_L("MAIL FROM:<a@example.com> SIZE=1\tBODY=7BIT") },
 		{ TP_L("MAIL FROM:<a@example.com> ENVID=\xc3") },
 		/* bare path word */
 		{ TP_L("MAIL FROM:\"a b\"@example.com") }, { TP_L("MAIL FROM:\"a\"@example.com") },
 		{ TP_L("MAIL FROM:a@example.com>") }, { TP_L("MAIL FROM:a<b@example.com") },
-		{ TP_L("MAIL FROM:a@example.com <b@example.com>") }, { TP_L("RCPT TO:a@example.com,b@example.com") },
+		{ TP_L("MAIL FROM:a@example.com <b@example.com>") },
+		{ TP_L("RCPT TO:a@example.com,b@example.com") },
 	};
 	size_t	i;
 
@@ -804,7 +813,10 @@ test_smtp_parse_malformed_paths_are_syntax(void **state)
 	}
 }
 
-/* A path of SMTP_PATH_MAX octets (brackets included) passes; one octet more is SYNTAX, with or without brackets. */
+/*
+ * A path of SMTP_PATH_MAX octets (brackets included) passes; one octet more
+ * is SYNTAX, with or without brackets.
+ */
 static void
 test_smtp_parse_path_length_limit(void **state)
 {
@@ -1014,7 +1026,7 @@ test_smtp_parse_slice_ieq(void **state)
 	assert_int_equal(smtp_slice_ieq(SLICE_NULL, ""), 1);
 }
 
-/* SIZE values: plain decimal up to ULLONG_MAX; signs, blanks, hex, overflow and emptiness are refused. */
+/* SIZE values: decimal up to ULLONG_MAX; signs, blanks, hex, overflow, emptiness refused. */
 static void
 test_smtp_parse_param_ulong(void **state)
 {
