@@ -52,13 +52,16 @@ verdict() {	# verdict OK|FAIL "what"
 
 # shellcheck disable=SC2317  # called through the trap
 cleanup() {
-	trap - EXIT INT TERM
-	echo
-	echo "cleaning up: stopping what the demo started, deleting its namespaces"
-	lab_down
+	trap - EXIT INT TERM HUP PIPE
+	# Whoever reads our output may be gone (a closed pipe, a closed
+	# terminal): never let a failed write stop the clean-up.
+	trap '' PIPE
+	{ echo; echo "cleaning up: stopping what the demo started, deleting its namespaces"; } 2>/dev/null || true
+	lab_down >/dev/null 2>&1 || lab_down
 }
 trap cleanup EXIT
-trap 'echo; echo "interrupted"; exit 130' INT TERM
+trap 'echo; echo "interrupted"; exit 130' INT TERM HUP
+trap 'exit 141' PIPE
 
 # --- the lab -----------------------------------------------------------------------
 
