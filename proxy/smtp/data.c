@@ -20,7 +20,10 @@
  * REJECT.  The output is the input, byte for byte, terminator included.
  * F_BARE_LF, F_BARE_CR and F_NUL record what was seen. A CR is known to be
  * bare only when the next byte arrives, so a CR that ends a chunk sets its
- * flag (if any) in the next call.
+ * flag (if any) in the next call. One byte is held back, as in NORMALIZE:
+ * the CR of a line "." CR after a CRLF, until the next byte says whether it
+ * is the end. Written at once, a server that ends lines at a bare CR would
+ * read CRLF "." CR as the end of a message we are about to refuse.
  *
  * NORMALIZE.  Every line is written followed by CRLF (so a bare CR or LF
  * becomes CRLF), with one extra '.' in front of it when the line starts with
@@ -46,7 +49,8 @@
  *
  * Caller's duty: the output of a call that sets a flag must not reach the
  * server (it holds the NUL or the bare LF; a bare CR's own CR may have gone
- * out in the previous call, alone, which cannot end anything).
+ * out in the previous call, alone, but never as the CR of a "." line, so it
+ * cannot end anything).
  *
  * content counts the raw bytes consumed, minus those that may still turn out
  * to be the terminator (a pending "." or "." CR after a CRLF): it only ever
@@ -177,6 +181,18 @@ smtp_data_normalize(enum smtp_data_state s, unsigned char c, char *o)
 	return 0;
 }
 
+/* REJECT output for byte c read in state s: the byte itself, but for the held CR. */
+static size_t
+smtp_data_passthrough(enum smtp_data_state s, unsigned char c, char *o)
+{
+	if (s == SMTP_DS_DOT && c == '\r')
+		return 0;				/* held: the end, or a bare CR */
+	if (s == SMTP_DS_DOT_CR)
+		return smtp_data_put(o, "\r", 1) + smtp_data_put(o + 1, (const char *)&c, 1);
+	o[0] = (char)c;
+	return 1;
+}
+
 static unsigned
 smtp_data_flags(enum smtp_data_mode mode, enum smtp_data_state s, unsigned char c)
 {
@@ -243,10 +259,8 @@ smtp_data_scan(struct smtp_data *d, const char *in, size_t inlen,
 
 		if (d->mode == SMTP_DATA_NORMALIZE)
 			n = smtp_data_normalize(s, p[i], tmp);
-		else {
-			tmp[0] = (char)p[i];
-			n = 1;
-		}
+		else
+			n = smtp_data_passthrough(s, p[i], tmp);
 		if (n > outroom - o)
 			break;
 		if (n > 0)

@@ -202,6 +202,18 @@ fsm_forward(struct smtp_fsm *f, unsigned verb, struct slice line,
 	e->flags = (uint8_t)flags;
 }
 
+/*
+ * End the session once every reply the client is still owed (the server's
+ * and ours, in order) has gone out: stop reading the client, let the FIFO
+ * drain; smtp_fsm_finished() turns true when it is empty.
+ */
+static void
+fsm_close_after_replies(struct smtp_fsm *f)
+{
+	f->out_flags |= SMTP_FSM_CLOSE_CLIENT;
+	fsm_enter(f, SS_QUIT);
+}
+
 /* A protocol error by the client: counted, and too many end the session. */
 static void __attribute__((format(printf, 4, 5)))
 fsm_error(struct smtp_fsm *f, struct slice arg, const char *reason,
@@ -218,8 +230,7 @@ fsm_error(struct smtp_fsm *f, struct slice arg, const char *reason,
 	if (++f->errors >= SMTP_MAX_ERRORS) {
 		fsm_reply(f, SMTP_V_NONE, "421 4.7.0 %s Error: too many errors",
 		    f->conf->hostname);
-		f->out_flags |= SMTP_FSM_CLOSE_CLIENT;
-		fsm_enter(f, SS_CLOSED);
+		fsm_close_after_replies(f);
 	}
 }
 
@@ -246,6 +257,19 @@ static struct slice
 fsm_path_text(const struct smtp_path *p)
 {
 	return (p->flags & SMTP_PATH_NOBRACKETS) ? p->mailbox : p->raw;
+}
+
+/*
+ * A rule change takes effect for the next command of every session (SPEC.md
+ * "Live rules"): each MAIL and RCPT is judged by the ruleset live now.
+ */
+static void
+fsm_rules_now(struct smtp_fsm *f)
+{
+	if (f->conf->rules == NULL)
+		return;
+	rules_unref(f->rules);
+	f->rules = f->conf->rules(f->conf->rules_arg);
 }
 
 /* ---- command handlers ------------------------------------------------------ */
@@ -282,12 +306,8 @@ fsm_cmd_mail(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
 		return;
 	}
 
-	/* A transaction runs on the ruleset that was live at its MAIL. */
-	if (!f->tx_active && f->conf->rules != NULL) {
-		rules_unref(f->tx_rules);
-		f->tx_rules = f->conf->rules(f->conf->rules_arg);
-	}
-	rules_eval_sender(f->tx_rules, box.p, (c->path.flags & SMTP_PATH_NULL) ? 0 : box.len,
+	fsm_rules_now(f);
+	rules_eval_sender(f->rules, box.p, (c->path.flags & SMTP_PATH_NULL) ? 0 : box.len,
 	    f->now, &v);
 	if (!v.accept) {
 		fsm_event_rule(f, "from", box, rules_reason_str(v.reason), v.rule, 550);
@@ -338,7 +358,8 @@ fsm_cmd_rcpt(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
 		r.flags |= RULES_RCPT_BANG;
 	if (p->flags & SMTP_PATH_AT)
 		r.flags |= RULES_RCPT_AT;
-	rules_eval_rcpt(f->conf->policy, f->tx_rules,
+	fsm_rules_now(f);
+	rules_eval_rcpt(f->conf->policy, f->rules,
 	    (const struct sockaddr *)&f->client, f->authenticated, &r, f->now, &v);
 	if (!v.accept) {
 		f->rcpt_refused++;
@@ -446,15 +467,13 @@ fsm_allowed(const struct smtp_fsm *f, struct slice verb)
 static void
 fsm_cmd_server_gone(struct smtp_fsm *f, const struct smtp_cmd *c)
 {
-	if (c->verb == SMTP_V_QUIT) {
+	if (c->verb == SMTP_V_QUIT)
 		fsm_reply(f, c->verb, "221 2.0.0 Bye");
-		fsm_enter(f, SS_QUIT);
-	} else
+	else
 		fsm_reply(f, c->verb,
 		    "421 4.4.1 %s Error: connection to the mail server lost",
 		    f->conf->hostname);
-	f->out_flags |= SMTP_FSM_CLOSE_CLIENT;
-	fsm_enter(f, SS_CLOSED);
+	fsm_close_after_replies(f);
 }
 
 static void
@@ -478,8 +497,7 @@ fsm_command(struct smtp_fsm *f, struct slice line)
 			fsm_reply(f, SMTP_V_NONE,
 			    "421 4.7.0 %s Error: this is an SMTP server; closing",
 			    f->conf->hostname);
-			f->out_flags |= SMTP_FSM_CLOSE_CLIENT;
-			fsm_enter(f, SS_CLOSED);
+			fsm_close_after_replies(f);
 			return;
 		}
 		fsm_reply(f, SMTP_V_NONE, "500 5.5.1 Error: not an SMTP command");
@@ -838,6 +856,19 @@ fsm_ehlo_emit(struct smtp_fsm *f)
 	buf_free(&f->ehlo);
 }
 
+/* The client is gone mid-message: it must never be completed at the server. */
+static void
+fsm_abort_in_data(struct smtp_fsm *f, const char *reason)
+{
+	if (!f->data_refused)
+		fsm_event(f, SMTP_EV_ABORT, "data",
+		    (struct slice){ f->from, strlen(f->from) }, reason, 0);
+	f->server_gone = 1;
+	f->out_flags |= SMTP_FSM_ABORT_SERVER;
+	buf_reset(f->to_server);
+	fsm_enter(f, SS_CLOSED);
+}
+
 /* What the final line of a reply changes, by the command it answers. */
 static void
 fsm_reply_effect(struct smtp_fsm *f, const struct smtp_pending *e, int code)
@@ -869,6 +900,8 @@ fsm_reply_effect(struct smtp_fsm *f, const struct smtp_pending *e, int code)
 			f->data_refused = 0;
 			f->data_reason = NULL;
 			fsm_enter(f, SS_DATA);
+			if (f->client_eof)	/* gone before the 354: this message can never end */
+				fsm_abort_in_data(f, "client_eof");
 		}
 		break;
 	case SMTP_P_DOT:
@@ -1019,8 +1052,8 @@ smtp_fsm_init(struct smtp_fsm *f, const struct smtp_fsm_conf *conf,
 void
 smtp_fsm_free(struct smtp_fsm *f)
 {
-	rules_unref(f->tx_rules);
-	f->tx_rules = NULL;
+	rules_unref(f->rules);
+	f->rules = NULL;
 	buf_free(&f->local);
 	buf_free(&f->ehlo);
 }
@@ -1031,14 +1064,7 @@ smtp_fsm_client_eof(struct smtp_fsm *f)
 	f->client_eof = 1;
 	switch (f->state) {
 	case SS_DATA:
-		/* A message cut short must never be completed at the server. */
-		if (!f->data_refused)
-			fsm_event(f, SMTP_EV_ABORT, "data",
-			    (struct slice){ f->from, strlen(f->from) }, "client_eof", 0);
-		f->server_gone = 1;
-		f->out_flags |= SMTP_FSM_ABORT_SERVER;
-		buf_reset(f->to_server);
-		fsm_enter(f, SS_CLOSED);
+		fsm_abort_in_data(f, "client_eof");
 		break;
 	case SS_AUTH:
 	case SS_RAW:

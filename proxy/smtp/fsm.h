@@ -52,7 +52,8 @@ enum smtp_state {
 const char *smtp_state_str(enum smtp_state);
 
 /* out_flags: what the session must do; it clears them after acting. */
-#define SMTP_FSM_CLOSE_CLIENT	0x01	/* close the client once everything queued for it is written */
+#define SMTP_FSM_CLOSE_CLIENT	0x01	/* the client is closed once the replies it is owed are written
+					   (informational: smtp_fsm_finished() says when) */
 #define SMTP_FSM_ABORT_SERVER	0x02	/* reset the server connection now; drop what is queued for it */
 #define SMTP_FSM_DRAIN_CLIENT	0x04	/* discard every client byte received so far, kernel buffer included */
 
@@ -76,7 +77,7 @@ struct smtp_event {
 };
 
 typedef void smtp_event_fn(void *arg, const struct smtp_event *);
-/* The ruleset a new transaction starts with; the FSM takes its own reference. */
+/* The live ruleset, as a new reference the FSM will drop. */
 typedef struct ruleset *smtp_rules_fn(void *arg);
 
 /* Immutable per-daemon settings, owned by the caller, outliving every session. */
@@ -135,7 +136,7 @@ struct smtp_fsm {
 	/* the transaction */
 	int			 tx_active;	/* a MAIL was forwarded since the last reset */
 	unsigned		 tx_rcpt;	/* RCPTs forwarded in this transaction */
-	struct ruleset		*tx_rules;	/* snapshot the transaction started with */
+	struct ruleset		*rules;		/* live ruleset as of the last MAIL/RCPT (a reference) */
 	struct smtp_data	 data;
 	int			 data_refused;	/* reason the current message is being discarded, 0 if none */
 	const char		*data_reason;

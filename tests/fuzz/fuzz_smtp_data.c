@@ -172,7 +172,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (mode == SMTP_DATA_REJECT) {
 		fuzz_data_check(one.d.flags ==
 		    fuzz_data_raw_flags((const char *)in, one.consumed));
-		fuzz_data_check(one.outlen == one.consumed &&
+		/*
+		 * Output is the input, except that the CR of a line "." CR is
+		 * held until the next byte: input that stops right there lacks
+		 * that one CR in the output.
+		 */
+		size_t held = !one.d.done && one.consumed >= 2 &&
+		    memcmp(in + one.consumed - 2, ".\r", 2) == 0 &&
+		    (one.consumed == 2 || (one.consumed >= 4 &&
+		    memcmp(in + one.consumed - 4, "\r\n", 2) == 0));
+
+		fuzz_data_check(one.outlen + held == one.consumed &&
 		    (one.outlen == 0 || memcmp(one.out, in, one.outlen) == 0));
 		if ((one.d.flags & (SMTP_DATA_F_BARE_LF | SMTP_DATA_F_BARE_CR)) == 0)
 			fuzz_data_check_output(&one);
