@@ -667,6 +667,7 @@ static void
 fsm_data_end(struct smtp_fsm *f)
 {
 	f->msg_bytes = f->data.content;
+	memcpy(f->msg_from, f->from, sizeof(f->msg_from));
 	fsm_tx_reset(f);
 	fsm_enter(f, SS_CMD);
 	switch (f->data_refused) {
@@ -910,7 +911,7 @@ fsm_reply_effect(struct smtp_fsm *f, const struct smtp_pending *e, int code)
 			f->bytes += f->msg_bytes;
 		}
 		fsm_event(f, SMTP_EV_MESSAGE, "data",
-		    (struct slice){ f->from, strlen(f->from) }, NULL, code);
+		    (struct slice){ f->msg_from, strlen(f->msg_from) }, NULL, code);
 		break;
 	case SMTP_V_STARTTLS:
 		f->barrier = 0;

@@ -148,6 +148,7 @@ struct smtp_fsm {
 	unsigned		 rcpt_ok, rcpt_refused, messages, commands;
 	uint64_t		 bytes;		/* content bytes of messages the server accepted */
 	uint64_t		 msg_bytes;	/* content bytes of the message in flight */
+	char			 msg_from[SMTP_ADDR_MAX];	/* its sender: a pipelined MAIL may follow the dot */
 };
 
 /*

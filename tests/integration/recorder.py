@@ -11,13 +11,24 @@ directory and writes there, for every connection N:
                  {"ev": "close", "conn": N}
                  {"ev": "message", "conn": N, "msg": M}
   conn-N.raw     every byte received on the connection, in order
-  msg-M.json     envelope: conn, peer, helo, mail_from, mail_options, rcpt_tos, rcpt_options
+  msg-M.json     envelope: conn, peer, helo, mail_from, mail_options, rcpt_tos, rcpt_options,
+                 tls (the session had done STARTTLS), authenticated (an AUTH succeeded)
   msg-M.wire     the DATA lines exactly as received (dot-stuffed, CRLF), without the final ".\\r\\n"
   msg-M.eml      the content after removing dot-stuffing (what a mailbox would get)
 
 Message files are written before the "message" event and before the 250 reply, so
 a test that saw the 250 (or the event) finds complete files. It never touches
 anything outside its directory and never resolves names (hostname is given).
+
+Misbehaviour on demand (timeout tests): the file `behave` in the directory, JSON,
+is read at each EHLO/HELO and at each end of DATA. {"ehlo": "stall"} never answers
+the EHLO/HELO; {"data_end": "stall"} never answers the end of DATA and stores
+nothing; {"data_end": 3.5} answers the end of DATA 3.5 s late. A stalled hook ends
+only when the connection does, and a message whose 250 was never sent is never
+stored. No file: a well-behaved server.
+
+--auth USER:PASSWORD offers AUTH PLAIN LOGIN, even without TLS, and accepts exactly
+that pair (535 otherwise).
 """
 import argparse
 import asyncio
@@ -27,7 +38,7 @@ import signal
 import ssl
 import sys
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult
 
 
 class Recorder:
@@ -55,6 +66,22 @@ class Recorder:
             self.human.write("conn %d: closed\n" % kw["conn"])
         self.human.flush()
 
+    def behaviour(self, hook):
+        """What the `behave` file asks of this hook: None, "stall" or a delay in seconds."""
+        try:
+            with open(os.path.join(self.outdir, "behave")) as f:
+                return json.load(f).get(hook)
+        except (OSError, ValueError):
+            return None
+
+    async def misbehave(self, hook):
+        b = self.behaviour(hook)
+        if b == "stall":
+            # Cancelled by aiosmtpd when the connection ends; bounded all the same.
+            await asyncio.sleep(3600)
+        elif isinstance(b, (int, float)):
+            await asyncio.sleep(b)
+
     def write_atomic(self, name, data):
         path = os.path.join(self.outdir, name)
         tmp = path + ".tmp"
@@ -65,7 +92,13 @@ class Recorder:
 
     # aiosmtpd handler hooks -------------------------------------------------
 
+    async def handle_HELO(self, server, session, envelope, hostname):
+        await self.misbehave("ehlo")
+        session.host_name = hostname
+        return "250 %s" % server.hostname
+
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        await self.misbehave("ehlo")
         session.host_name = hostname
         # Advertise what the test asked for (PIPELINING, CHUNKING, XCLIENT...)
         # before the final line, so smtpwall sees a server that offers them.
@@ -79,6 +112,7 @@ class Recorder:
         return out
 
     async def handle_DATA(self, server, session, envelope):
+        await self.misbehave("data_end")
         self.msg_seq += 1
         m = self.msg_seq
         conn = server.rec_conn
@@ -90,6 +124,8 @@ class Recorder:
             "mail_options": envelope.mail_options,
             "rcpt_tos": envelope.rcpt_tos,
             "rcpt_options": envelope.rcpt_options,
+            "tls": session.ssl is not None,
+            "authenticated": bool(getattr(session, "authenticated", False)),
         }
         self.write_atomic("msg-%d.wire" % m, bytes(server.rec_wire))
         self.write_atomic("msg-%d.eml" % m, envelope.original_content)
@@ -166,6 +202,7 @@ async def main():
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
     ap.add_argument("--ehlo", action="append", default=[], help="extra EHLO keyword to advertise")
+    ap.add_argument("--auth", metavar="USER:PASSWORD", help="offer AUTH PLAIN LOGIN, accept this pair")
     ap.add_argument("--ready-file", required=True)
     args = ap.parse_args()
 
@@ -177,11 +214,23 @@ async def main():
         tls.load_cert_chain(args.tls_cert, args.tls_key)
 
     loop = asyncio.get_running_loop()
+    auth = {}
+    if args.auth:
+        user, _, password = args.auth.partition(":")
+
+        def authenticator(server, session, envelope, mechanism, data):
+            ok = (getattr(data, "login", None) == user.encode()
+                  and getattr(data, "password", None) == password.encode())
+            return AuthResult(success=ok)
+
+        # Plaintext AUTH: smtpwalld strips STARTTLS by default, and the tests
+        # must see the AUTH exchange pass through it.
+        auth = {"authenticator": authenticator, "auth_require_tls": False}
 
     def factory():
         return RecordingSMTP(rec, hostname=args.hostname, tls_context=tls,
                              data_size_limit=64 * 1024 * 1024, enable_SMTPUTF8=True,
-                             decode_data=False, loop=loop)
+                             decode_data=False, loop=loop, **auth)
 
     servers = []
     for addr in args.listen:

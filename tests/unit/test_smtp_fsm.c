@@ -1025,6 +1025,27 @@ test_smtp_fsm_data_barrier_then_streamed(void **state)
 	ROUNDTRIP(fx, "MAIL FROM:<alice@example.com>\r\n", "250 2.1.0 Ok\r\n");
 }
 
+/*
+ * The log line of a message names its own sender, even when the client
+ * pipelined the next transaction's MAIL behind the final dot.
+ */
+static void
+test_smtp_fsm_message_event_names_its_own_sender(void **state)
+{
+	struct tfsm *fx = *state;
+
+	READY(fx);
+	ROUNDTRIP(fx, "MAIL FROM:<alice@example.com>\r\n", "250 2.1.0 Ok\r\n");
+	ROUNDTRIP(fx, "RCPT TO:<bob@example.net>\r\n", "250 2.1.5 Ok\r\n");
+	ROUNDTRIP(fx, "DATA\r\n", "354 go ahead\r\n");
+	CLIENT(fx, "hi\r\n.\r\nMAIL FROM:<carol@example.com>\r\n");
+	EXPECT_SERVER(fx, "hi\r\n.\r\nMAIL FROM:<carol@example.com>\r\n");
+	SERVER(fx, "250 2.0.0 Ok: queued\r\n250 2.1.0 Ok\r\n");
+	EXPECT_CLIENT(fx, "250 2.0.0 Ok: queued\r\n250 2.1.0 Ok\r\n");
+	assert_string_equal(tfsm_find_event(fx, SMTP_EV_MESSAGE, "data")->arg,
+	    "alice@example.com");
+}
+
 /* Content split anywhere (here: one byte per read) reaches the server unchanged. */
 static void
 test_smtp_fsm_data_byte_by_byte(void **state)
@@ -2774,6 +2795,7 @@ main(void)
 		TFSM_TEST(test_smtp_fsm_pipelining_local_reply_at_once_when_idle),
 		TFSM_TEST(test_smtp_fsm_pipelining_multiline_reply),
 		TFSM_TEST(test_smtp_fsm_data_barrier_then_streamed),
+		TFSM_TEST(test_smtp_fsm_message_event_names_its_own_sender),
 		TFSM_TEST(test_smtp_fsm_data_byte_by_byte),
 		TFSM_TEST(test_smtp_fsm_data_commands_after_dot_parsed),
 		TFSM_TEST(test_smtp_fsm_data_without_valid_rcpt),
