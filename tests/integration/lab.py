@@ -3,8 +3,9 @@
 Owns: three network namespaces (client, gateway, server) with a unique prefix
 per lab, the veth links between them, the netfilter REDIRECT of port 25 in the
 gateway, the SMTP servers in the server namespace (aiosmtpd recorder, Postfix
-smtp-sink, a real Postfix instance), one smtpwalld at a time in the gateway,
-and one scratch directory under /tmp.
+smtp-sink, a real Postfix instance, scripted raw-socket servers run by threads
+of the test process), one smtpwalld at a time in the gateway, and one scratch
+directory under /tmp.
 
 Never does: touch the root namespace's interfaces or netfilter, use addresses
 outside 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24 and 2001:db8::/32, signal
@@ -18,7 +19,8 @@ Topology:
   2001:db8:c::10, ::50            2001:db8:c::1    2001:db8:5::1      198.51.100.26 smtp-sink
                                   nat prerouting: tcp dport 25        198.51.100.27 Postfix (lenient; also :2525)
                                   redirect to :10025 -> smtpwalld     198.51.100.28 nothing (closed port)
-                                                                      2001:db8:5::25/26/27/28 likewise
+                                                                      198.51.100.29 ScriptServer (when a test runs one)
+                                                                      2001:db8:5::25/26/27/28/29 likewise
 """
 import contextlib
 import ctypes
@@ -28,8 +30,10 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,6 +51,7 @@ REC4, REC6 = "198.51.100.25", "2001:db8:5::25"
 SINK4, SINK6 = "198.51.100.26", "2001:db8:5::26"
 PF4, PF6 = "198.51.100.27", "2001:db8:5::27"
 CLOSED4, CLOSED6 = "198.51.100.28", "2001:db8:5::28"
+SCRIPT4, SCRIPT6 = "198.51.100.29", "2001:db8:5::29"
 PF_DIRECT_PORT = 2525   # same Postfix smtpd, a port the gateway does not redirect
 
 BASE_CONFIG = {
@@ -272,7 +277,7 @@ class SMTPClient:
 class RecorderServer:
     """Handle on recorder.py running in the server namespace."""
 
-    def __init__(self, lab, name, addrs, extra_ehlo=(), tls=False):
+    def __init__(self, lab, name, addrs, extra_ehlo=(), tls=False, auth=None):
         self.lab = lab
         self.dir = lab.dir / name
         self.dir.mkdir()
@@ -285,10 +290,22 @@ class RecorderServer:
         if tls:
             cert, key = lab.self_signed_cert()
             cmd += ["--tls-cert", cert, "--tls-key", key]
+        if auth:
+            cmd += ["--auth", "%s:%s" % auth]
         self.proc = lab.spawn(lab.ns_srv, cmd, name)
         wait_for(lambda: ready.exists() or self.proc.poll() is not None, 10, "recorder " + name)
         if self.proc.poll() is not None:
             raise RuntimeError("recorder %s exited: %s" % (name, lab.read(name + ".err")))
+
+    def behave(self, **hooks):
+        """Misbehave from the next EHLO / end of DATA on (see recorder.py):
+        behave(ehlo="stall"), behave(data_end="stall"), behave(data_end=3.5); behave() to stop."""
+        p, tmp = self.dir / "behave", self.dir / "behave.tmp"
+        if not hooks:
+            p.unlink(missing_ok=True)
+            return
+        tmp.write_text(json.dumps(hooks))
+        os.rename(tmp, p)
 
     def events(self):
         p = self.dir / "events.jsonl"
@@ -349,6 +366,129 @@ class RecorderServer:
             wait_for(lambda: self.closed(c), timeout,
                      "server connection %d (helo %s) to be closed by smtpwalld" % (c, helo))
         return conns
+
+
+class ScriptConn:
+    """One connection to a ScriptServer, as its script drives it. Every read is bounded."""
+
+    def __init__(self, sock, peer):
+        self.sock = sock
+        self.peer = peer
+        self.sock.settimeout(10.0)
+        self.buf = b""
+        self.received = bytearray()    # every byte the peer (smtpwalld) sent
+        self.eof = False               # the peer closed (FIN or RST)
+        self.error = None              # what the script raised, if anything
+        self.done = threading.Event()  # the script returned
+
+    def send(self, data):
+        self.sock.sendall(data.encode() if isinstance(data, str) else data)
+
+    def _fill(self):
+        try:
+            d = self.sock.recv(65536)
+        except ConnectionResetError:
+            d = b""
+        if not d:
+            self.eof = True
+            raise EOFError("peer closed; unparsed %r" % self.buf)
+        self.buf += d
+        self.received += d
+
+    def read_until(self, marker):
+        """Everything up to and including `marker`."""
+        while marker not in self.buf:
+            self._fill()
+        i = self.buf.index(marker) + len(marker)
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def read_line(self):
+        return self.read_until(b"\r\n")[:-2]
+
+    def wait_eof(self):
+        """Read until the peer closes; True if it did within the socket timeout."""
+        try:
+            while True:
+                self._fill()
+        except EOFError:
+            return True
+        except socket.timeout:
+            return False
+
+    def reset(self):
+        """Close with an RST (SO_LINGER 0) instead of a FIN."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def close(self):
+        self.sock.close()
+
+
+class ScriptServer:
+    """A raw-socket server in the server namespace whose every connection runs
+    `script(conn)` (a ScriptConn) in a thread of the test process: for servers
+    that close, reset or stall where no real MTA would. A script's exception is
+    kept on its ScriptConn (.error), never lost. Stopped by the test or the lab."""
+
+    def __init__(self, lab, script, addr=SCRIPT4, port=25):
+        self.script = script
+        self.conns = []
+        self._stop = threading.Event()
+        fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        with netns(lab.ns_srv):
+            self.sock = socket.socket(fam, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((addr, port))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        lab.cleanups.append(self.stop)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.stop()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                s, peer = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            c = ScriptConn(s, peer)
+            self.conns.append(c)
+            threading.Thread(target=self._run, args=(c,), daemon=True).start()
+
+    def _run(self, c):
+        try:
+            self.script(c)
+        except Exception as e:   # kept for the test to report
+            c.error = e
+        finally:
+            c.done.set()
+
+    def conn(self, n=0, timeout=10.0):
+        """The n-th connection (0-based), once its script has returned."""
+        wait_for(lambda: len(self.conns) > n, timeout, "connection %d to the scripted server" % n)
+        c = self.conns[n]
+        if not c.done.wait(timeout):
+            raise AssertionError("scripted server: script of connection %d still running after %.0fs"
+                                 % (n, timeout))
+        return c
+
+    def stop(self):
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self.thread.join(5)
+        self.sock.close()
+        for c in self.conns:
+            c.close()
 
 
 class SinkServer:
@@ -641,8 +781,8 @@ class Lab:
             (self.ns_cli, p + "c"): [CLIENT4 + "/24", TRUSTED4 + "/24", CLIENT6 + "/64", "2001:db8:c::50/64"],
             (self.ns_gw, p + "gc"): [GW_C4 + "/24", GW_C6 + "/64"],
             (self.ns_gw, p + "gs"): [GW_S4 + "/24", GW_S6 + "/64"],
-            (self.ns_srv, p + "s"): [a + "/24" for a in (REC4, SINK4, PF4, CLOSED4)]
-                                    + [a + "/64" for a in (REC6, SINK6, PF6, CLOSED6)],
+            (self.ns_srv, p + "s"): [a + "/24" for a in (REC4, SINK4, PF4, CLOSED4, SCRIPT4)]
+                                    + [a + "/64" for a in (REC6, SINK6, PF6, CLOSED6, SCRIPT6)],
         }
         for (ns, dev), lst in addrs.items():
             for a in lst:
@@ -681,6 +821,24 @@ class Lab:
         elif backend is not None:
             raise ValueError(backend)
         self.redirect_backend = backend
+
+    @contextlib.contextmanager
+    def blackhole(self, addr):
+        """While in the block, the server namespace drops every packet to `addr` port 25:
+        a connect() there gets no answer at all (no RST), as with a dead host."""
+        fam = "ip6" if ":" in addr else "ip"
+        self.sh(self.ns_srv, "nft", "-f", "-", input=(
+            "table inet swt_blackhole {\n chain input {\n"
+            "  type filter hook input priority filter; policy accept;\n"
+            "  %s daddr %s tcp dport 25 drop\n }\n}\n" % (fam, addr)))
+        try:
+            yield
+        finally:
+            self.sh(self.ns_srv, "nft", "delete", "table", "inet", "swt_blackhole")
+
+    def script_server(self, script, addr=SCRIPT4):
+        """A ScriptServer on `addr`:25 running `script` for each connection."""
+        return ScriptServer(self, script, addr)
 
     def start_recorder(self, name="recorder", **kw):
         return RecorderServer(self, name, [REC4, REC6], **kw)
