@@ -390,24 +390,34 @@ sess_mask_server(const struct session *s)
 	return m;
 }
 
+/*
+ * One of the two timeouts runs at a time, by whose turn it is (RFC 5321
+ * 4.5.3.2): while a server reply is awaited, timeout_server; otherwise
+ * timeout_idle, restarted by every complete command and by DATA or raw
+ * traffic. A slow server (up to 10 minutes after the end of DATA) must
+ * never make the client see an idle 421 and send the message twice.
+ */
 static void
 sess_timers(struct session *s)
 {
 	struct proxy *px = s->px;
 	struct smtp_fsm *f = &s->fsm;
 
-	/* timeout_idle: reset on every complete command and on DATA progress. */
-	if (f->commands != s->last_commands || f->state == SS_DATA || f->state == SS_RAW) {
+	if (smtp_fsm_awaiting_server(f)) {
+		ev_timer_cancel(px->loop, &s->t_idle);
+		if (s->server.fd != -1 && !s->server.connecting &&
+		    !ev_timer_armed(&s->t_server))
+			ev_timer_set(px->loop, &s->t_server, px->cf->timeout_server * 1000ull,
+			    sess_server_timeout, s);
+		return;
+	}
+	ev_timer_cancel(px->loop, &s->t_server);
+	if (!ev_timer_armed(&s->t_idle) || f->commands != s->last_commands ||
+	    f->state == SS_DATA || f->state == SS_RAW) {
 		s->last_commands = f->commands;
 		ev_timer_set(px->loop, &s->t_idle, px->cf->timeout_idle * 1000ull,
 		    sess_idle_timeout, s);
 	}
-	if (smtp_fsm_awaiting_server(f) && s->server.fd != -1 && !s->server.connecting) {
-		if (!ev_timer_armed(&s->t_server))
-			ev_timer_set(px->loop, &s->t_server, px->cf->timeout_server * 1000ull,
-			    sess_server_timeout, s);
-	} else
-		ev_timer_cancel(px->loop, &s->t_server);
 }
 
 static void
@@ -417,17 +427,30 @@ sess_pump(struct session *s)
 
 	if (s->dead)
 		return;
-	sess_feed(s);
+	/*
+	 * Feed and write until neither moves: the FSM stops taking input while
+	 * an output is above its high watermark, so a write that drains it must
+	 * be followed by another feed, or a session whose input buffer is full
+	 * (no read event) and whose output is empty (no write event) would
+	 * sleep forever. No read happens in here, so this ends.
+	 */
+	for (;;) {
+		size_t pending;
 
-	if (conn_write(&s->server) == -1) {
-		/* Writing to the server failed: treat as lost, its replies will not come. */
-		s->server.eof = 1;
 		sess_feed(s);
-	}
-	if (conn_write(&s->client) == -1) {
-		s->result = s->result ? s->result : "client_lost";
-		sess_close(s, "client_lost");
-		return;
+		pending = buf_len(&s->server.out) + buf_len(&s->client.out);
+		if (conn_write(&s->server) == -1) {
+			/* Writing to the server failed: treat as lost, its replies will not come. */
+			s->server.eof = 1;
+			sess_feed(s);
+		}
+		if (conn_write(&s->client) == -1) {
+			sess_close(s, "client_lost");
+			return;
+		}
+		if (buf_len(&s->server.out) + buf_len(&s->client.out) == pending ||
+		    (buf_len(&s->client.in) == 0 && buf_len(&s->server.in) == 0))
+			break;
 	}
 
 	if (smtp_fsm_finished(&s->fsm)) {

@@ -221,7 +221,7 @@ async def main():
         def authenticator(server, session, envelope, mechanism, data):
             ok = (getattr(data, "login", None) == user.encode()
                   and getattr(data, "password", None) == password.encode())
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)   # handled=False: aiosmtpd says 535
 
         # Plaintext AUTH: smtpwalld strips STARTTLS by default, and the tests
         # must see the AUTH exchange pass through it.

@@ -220,3 +220,70 @@ def test_direct_connection_to_the_listener_is_refused_not_looped(lab, proxy):
     own = [l for l in proxy.lines() if "client=%s:" % L.GW_C4 in l or "client=%s:" % L.GW_S4 in l
            or "client=127.0.0.1:" in l]
     assert own == [], "smtpwalld connected to itself: %r" % own[:5]
+
+
+def _large_content(size, seed=25):
+    """About `size` bytes of mail: random printable lines of every length up to 998,
+    empty lines, lines that start with dots (the client must stuff them), lone dots."""
+    import random
+    rnd = random.Random(seed)
+    printable = bytes(range(0x20, 0x7f))
+    pool = bytes(rnd.choice(printable) for _ in range(1 << 16)) * 2
+    lines = [b"From: big@example.org", b"To: user@example.net", b"Subject: 30 MiB", b""]
+    total = 0
+    while total < size:
+        kind = rnd.random()
+        if kind < 0.02:
+            line = b""
+        elif kind < 0.04:
+            line = b"." * rnd.randint(1, 3)
+        else:
+            n = 998 if kind > 0.97 else rnd.randint(1, 998 if kind > 0.6 else 120)
+            off = rnd.randrange(1 << 16)
+            line = pool[off:off + n]
+            if kind < 0.1:
+                line = b"." + line[1:]
+        lines.append(line)
+        total += len(line) + 2
+    return CRLF.join(lines) + CRLF
+
+
+def test_large_message_byte_identical(lab, proxy):
+    """30 MiB with varied lines through smtpwalld: back-pressure both ways (a Python
+    server slower than the client), and not one byte changed, lost or added."""
+    import hashlib
+    content = _large_content(30 * 1024 * 1024)
+    wire = dot_stuff(content)
+    assert wire != content and b"\r\n..\r\n" in wire   # the test does exercise stuffing
+    with SMTPClient(lab, L.REC4, src=L.CLIENT4, timeout=30) as c:
+        assert c.greeting().code == 220
+        assert c.ehlo("large-30mib").code == 250
+        assert c.cmd("MAIL FROM:<big@example.org> SIZE=%d" % len(wire)).code == 250
+        assert c.cmd("RCPT TO:<user@example.net>").code == 250
+        assert c.cmd("DATA").code == 354
+        # In pieces, each bounded: a transfer that stops moving fails in seconds, saying where.
+        data, sent = memoryview(wire + b".\r\n"), 0
+        c.sock.settimeout(10)
+        while sent < len(data):
+            try:
+                c.sock.sendall(data[sent:sent + 256 * 1024])
+            except socket.timeout:
+                conns = lab.recorder.conns_with_helo("large-30mib")
+                got = len(lab.recorder.raw(conns[0])) if conns else 0
+                raise AssertionError("the transfer stalled: nothing moved for 10s after the client sent "
+                                     "%d of %d bytes; the server had received %d bytes of the session"
+                                     % (sent, len(data), got)) from None
+            sent += min(256 * 1024, len(data) - sent)
+        c.sock.settimeout(30)
+        end = c.reply()
+        assert end.code == 250 and "recorded as" in end.text, end
+        assert c.cmd("QUIT").code == 221
+        port = c.local_port
+    (conn,) = lab.recorder.session("large-30mib", timeout=30)
+    (msg,) = lab.recorder.messages(conn)
+    sha = lambda b: hashlib.sha256(b).hexdigest()
+    assert (len(msg["wire"]), sha(msg["wire"])) == (len(wire), sha(wire)), "DATA bytes changed on the way"
+    assert (len(msg["content"]), sha(msg["content"])) == (len(content), sha(content)), \
+        "the server's unstuffed content differs from what the client meant"
+    s = proxy.summary(port)
+    assert s.get("messages") == "1", s["_line"]
