@@ -40,12 +40,18 @@ LIB_SRC  := $(filter-out proxy/main.c,$(wildcard proxy/*.c proxy/smtp/*.c)) $(wi
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libsmtpwall.a
 DAEMON   := $(BUILD)/smtpwalld
+# smtpwallctl links nothing of proxy/: its own small library (argument
+# parsing, quoting, the answer reader) and main().
+CTL_SRC  := $(filter-out ctl/smtpwallctl.c,$(wildcard ctl/*.c))
+CTL_OBJ  := $(CTL_SRC:%.c=$(BUILD)/%.o)
+CTL_LIB  := $(BUILD)/libctl.a
+CTL      := $(BUILD)/smtpwallctl
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 CMOCKA   := $(shell pkg-config --cflags --libs cmocka 2>/dev/null || echo -lcmocka)
 
 .PHONY: all deps check check-unit check-integration demo fuzz clean help
-all: $(DAEMON)
+all: $(DAEMON) $(CTL)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -57,6 +63,18 @@ $(LIB): $(LIB_OBJ)
 
 $(DAEMON): $(BUILD)/proxy/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(CTL_LIB): $(CTL_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(CTL): $(BUILD)/ctl/smtpwallctl.o $(CTL_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The client's unit test links the client's library, not the daemon's.
+$(BUILD)/tests/test_ctl: tests/unit/test_ctl.c $(CTL_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(CTL_LIB) $(LDFLAGS) $(CMOCKA) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
@@ -73,7 +91,7 @@ check-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 # Root-only: network namespaces and netfilter. Skips itself, loudly, without root.
-check-integration: $(DAEMON)
+check-integration: $(DAEMON) $(CTL)
 	SMTPWALL_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -v -rs tests/integration
 
 demo: deps
@@ -119,4 +137,4 @@ help:
 	@echo "make fuzz [FUZZ_SECONDS=60]   run every libFuzzer target (clang)"
 	@echo "make clean"
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/proxy/main.d $(UNIT_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(CTL_OBJ:.o=.d) $(BUILD)/proxy/main.d $(BUILD)/ctl/smtpwallctl.d $(UNIT_BIN:=.d)

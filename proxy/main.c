@@ -2,10 +2,10 @@
  * main.c: smtpwalld, the composition root.
  *
  * Reads the configuration and the rules file, builds the one struct proxy,
- * opens the listeners, and runs the event loop. Signals arrive through a
- * signalfd in the loop: SIGTERM/SIGINT stop accepting and give open sessions
- * shutdown_timeout seconds, SIGHUP re-reads the rules file (a file with an
- * error changes nothing).
+ * opens the listeners and the control socket, and runs the event loop.
+ * Signals arrive through a signalfd in the loop: SIGTERM/SIGINT stop
+ * accepting and give open sessions shutdown_timeout seconds, SIGHUP is
+ * `reload` (configuration and rules; a file with an error changes nothing).
  *
  *   smtpwalld [-c FILE] [-t] [-d]
  */
@@ -24,14 +24,15 @@
 #include <unistd.h>
 
 #include "climap.h"
-#include "config.h"
+#include "conf.h"
+#include "control.h"
 #include "ev.h"
+#include "live.h"
 #include "log.h"
 #include "proxy.h"
+#include "rulesfile.h"
 #include "session.h"
 #include "sock.h"
-
-#define PX_RULES_MAX	(256u * 1024 * 1024)	/* a rules file larger than this is refused */
 
 static void
 px_usage(void)
@@ -41,132 +42,6 @@ px_usage(void)
 	    "  -t       check the configuration and the rules file, then exit\n"
 	    "  -d       debug log\n");
 	exit(2);
-}
-
-/* ---- the rules file ------------------------------------------------------------ */
-
-struct px_rules_err {
-	const char	*path;
-	FILE		*out;
-	int		 count;
-};
-
-static void
-px_rules_err(void *arg, unsigned line, const char *msg)
-{
-	struct px_rules_err *e = arg;
-
-	fprintf(e->out, "%s:%u: %s\n", e->path, line, msg);
-	e->count++;
-}
-
-/*
- * Read and parse the rules file. A file that does not exist yet is an empty
- * ruleset (the daemon creates it on the first change). NULL on error, every
- * error written to errf as "FILE:LINE: message".
- */
-static struct ruleset *
-px_rules_load(const char *path, FILE *errf)
-{
-	struct px_rules_err e = { path, errf, 0 };
-	struct ruleset *rs;
-	struct stat st;
-	char *text;
-	ssize_t n;
-	size_t got = 0;
-	int fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		if (errno == ENOENT)
-			return rules_empty();
-		fprintf(errf, "%s: %s\n", path, strerror(errno));
-		return NULL;
-	}
-	if (fstat(fd, &st) == -1 || (size_t)st.st_size > PX_RULES_MAX) {
-		fprintf(errf, "%s: %s\n", path, errno ? strerror(errno) : "file too large");
-		close(fd);
-		return NULL;
-	}
-	if ((text = malloc((size_t)st.st_size + 1)) == NULL) {
-		fprintf(errf, "%s: out of memory\n", path);
-		close(fd);
-		return NULL;
-	}
-	while (got < (size_t)st.st_size &&
-	    (n = read(fd, text + got, (size_t)st.st_size - got)) > 0)
-		got += (size_t)n;
-	close(fd);
-	rs = rules_parse(text, got, px_rules_err, &e);
-	free(text);
-	if (rs == NULL && e.count == 0)
-		fprintf(errf, "%s: out of memory\n", path);
-	return rs;
-}
-
-static struct ruleset *
-px_rules_current(void *arg)
-{
-	struct proxy *px = arg;
-
-	return rules_ref(px->rules);
-}
-
-/* SIGHUP: swap in the new ruleset only if the whole file is valid. */
-static void
-px_reload_rules(struct proxy *px)
-{
-	char *msg = NULL;
-	size_t len = 0;
-	FILE *mf = open_memstream(&msg, &len);
-	struct ruleset *rs;
-
-	if (mf == NULL) {
-		log_warn("reload");
-		return;
-	}
-	rs = px_rules_load(px->cf->rules_file, mf);
-	fclose(mf);
-	if (rs == NULL) {
-		char *line, *save = NULL;
-
-		for (line = strtok_r(msg, "\n", &save); line != NULL;
-		    line = strtok_r(NULL, "\n", &save))
-			log_error("reload refused, rules unchanged: %s", line);
-	} else {
-		rules_unref(px->rules);
-		px->rules = rs;
-		log_info("reload rules=%zu file=%s", rules_count(rs), px->cf->rules_file);
-	}
-	free(msg);
-}
-
-/* ---- features this build does not have yet ---------------------------------- */
-
-static int
-px_check_supported(const struct config *cf, FILE *errf)
-{
-	int bad = 0;
-
-	if (cf->mode == CONFIG_MODE_TPROXY) {
-		fprintf(errf, "%s: mode = tproxy is not supported by this version; use redirect\n",
-		    cf->path);
-		bad++;
-	}
-	if (cf->nfqueue_on) {
-		fprintf(errf, "%s: nfqueue is not supported by this version; set nfqueue = off\n",
-		    cf->path);
-		bad++;
-	}
-	if (cf->client_rate) {
-		fprintf(errf, "%s: client_rate needs nfqueue, which this version does not support\n",
-		    cf->path);
-		bad++;
-	}
-	if (cf->xclient) {
-		fprintf(errf, "%s: xclient = on is not supported by this version\n", cf->path);
-		bad++;
-	}
-	return bad;
 }
 
 /* ---- signals, readiness ------------------------------------------------------- */
@@ -205,7 +80,7 @@ px_stop_check(struct ev_loop *loop, struct ev_timer *t, void *arg)
 	}
 	if (ev_now(loop) >= px->shutdown_deadline) {
 		log_info("shutdown: %u sessions still open after %us; closing them with 421",
-		    px->nsessions, px->cf->shutdown_timeout);
+		    px->nsessions, px->conf->cf.shutdown_timeout);
 		sess_shutdown_all(px);
 		ev_stop(loop);
 		return;
@@ -223,14 +98,14 @@ px_begin_shutdown(struct proxy *px)
 	px->stopping = 1;
 	px_notify("STOPPING=1");
 	log_info("shutdown: no new sessions; %u open, waiting up to %us", px->nsessions,
-	    px->cf->shutdown_timeout);
+	    px->conf->cf.shutdown_timeout);
 	for (i = 0; i < px->nlisten; i++) {
 		ev_del(px->loop, px->listen_fd[i]);
 		close(px->listen_fd[i]);
 	}
 	px->nlisten = 0;
 	ev_timer_cancel(px->loop, &px->accept_timer);
-	px->shutdown_deadline = ev_now(px->loop) + px->cf->shutdown_timeout * 1000ull;
+	px->shutdown_deadline = ev_now(px->loop) + px->conf->cf.shutdown_timeout * 1000ull;
 	ev_timer_set(px->loop, &px->shutdown_timer, 0, px_stop_check, px);
 }
 
@@ -250,7 +125,7 @@ px_signal_cb(struct ev_loop *loop, int fd, unsigned events, void *arg)
 			break;
 		case SIGHUP:
 			px_notify("RELOADING=1");
-			px_reload_rules(px);
+			(void)live_reload(px, NULL);	/* its outcome is logged */
 			px_notify("READY=1");
 			break;
 		default:
@@ -305,10 +180,10 @@ px_listen(struct proxy *px)
 	unsigned i;
 	int fd;
 
-	for (i = 0; i < px->cf->nlisten; i++) {
-		const struct sockaddr *sa = (const struct sockaddr *)&px->cf->listen[i];
+	for (i = 0; i < px->conf->cf.nlisten; i++) {
+		const struct sockaddr *sa = (const struct sockaddr *)&px->conf->cf.listen[i];
 
-		if ((fd = sock_listen(sa, px->cf->listen_len[i], err)) == -1)
+		if ((fd = sock_listen(sa, px->conf->cf.listen_len[i], err)) == -1)
 			fatalx("%s", err);
 		if (ev_add(px->loop, fd, EV_READ, px_accept_cb, px) == -1)
 			fatal("ev_add");
@@ -320,10 +195,10 @@ px_listen(struct proxy *px)
 int
 main(int argc, char *argv[])
 {
-	static struct config cf;
 	static struct proxy px;
 	const char *path = CONFIG_DEFAULT_PATH;
-	int ch, check = 0, debug = 0, nerr;
+	char err[256];
+	int ch, check = 0, nerr, rerr = 0;
 	uint64_t rnd = 0;
 
 	while ((ch = getopt(argc, argv, "c:tdh")) != -1) {
@@ -335,7 +210,7 @@ main(int argc, char *argv[])
 			check = 1;
 			break;
 		case 'd':
-			debug = 1;
+			px.debug = 1;
 			break;
 		default:
 			px_usage();
@@ -345,11 +220,13 @@ main(int argc, char *argv[])
 		px_usage();
 
 	log_init(LOG_LVL_INFO);
-	nerr = config_load(&cf, path, stderr);
-	if (nerr == 0)
-		nerr += px_check_supported(&cf, stderr);
-	if (nerr == 0 && (px.rules = px_rules_load(cf.rules_file, stderr)) == NULL)
-		nerr++;
+	if (gethostname(px.hostname, sizeof(px.hostname) - 1) == -1 || !px.hostname[0])
+		strcpy(px.hostname, "smtpwall");
+	px.conf_path = path;
+	px.conf = pxconf_load(path, px.hostname, live_rules_current, &px, stderr, &nerr);
+	if (px.conf != NULL)
+		px.rules = rulesfile_load(px.conf->cf.rules_file, stderr, &rerr);
+	nerr += rerr;
 	if (check) {
 		if (nerr == 0)
 			fprintf(stderr, "%s: configuration and rules are valid (%zu rules)\n",
@@ -358,31 +235,13 @@ main(int argc, char *argv[])
 	}
 	if (nerr)
 		return 1;
-	log_set_level(debug ? LOG_LVL_DEBUG : (enum log_level)cf.log_level);
+	log_set_level(px.debug ? LOG_LVL_DEBUG : (enum log_level)px.conf->cf.log_level);
 
-	px.cf = &cf;
-	px.policy.trusted = cf.trusted_networks;
-	px.policy.local_domains = cf.local_domains;
-	px.policy.auth_relay = cf.auth_relay;
-	if (gethostname(px.hostname, sizeof(px.hostname) - 1) == -1 || !px.hostname[0])
-		strcpy(px.hostname, "smtpwall");
-	px.fsmconf = (struct smtp_fsm_conf){
-		.policy = &px.policy,
-		.rules = px_rules_current,
-		.rules_arg = &px,
-		.commands = (const char (*)[16])cf.commands,
-		.ncommands = cf.ncommands,
-		.max_message_size = cf.max_message_size,
-		.max_recipients = cf.max_recipients,
-		.max_line_length = cf.max_line_length,
-		.bare_lf = cf.bare_lf == CONFIG_BARE_LF_NORMALIZE ?
-		    SMTP_DATA_NORMALIZE : SMTP_DATA_REJECT,
-		.hostname = px.hostname,
-	};
 	/* Session ids: a random high half per process, a counter below. */
 	if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
 		rnd = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16);
 	px.id_base = rnd & 0xffffffff00000000ull;
+	px.stats.started = time(NULL);
 	if ((px.clients = climap_new()) == NULL)
 		fatal("climap_new");
 	if ((px.loop = ev_loop_new(px_raise_nofile())) == NULL)
@@ -390,19 +249,23 @@ main(int argc, char *argv[])
 	if (px_signals(&px) == -1)
 		fatal("signals");
 	px_listen(&px);
-	if (cf.workers > 1)
-		log_info("workers = %u: this version runs one event loop", cf.workers);
-	log_info("ready rules=%zu local_domains=%zu trusted_networks=%zu",
-	    rules_count(px.rules), rules_domainset_count(cf.local_domains),
-	    rules_cidrset_count(cf.trusted_networks));
+	if (ctl_open(&px, err) == -1)
+		fatalx("%s", err);
+	live_expiry_arm(&px);
+	if (px.conf->cf.workers > 1)
+		log_info("workers = %u: this version runs one event loop", px.conf->cf.workers);
+	log_info("ready rules=%zu local_domains=%zu trusted_networks=%zu control=%s",
+	    rules_count(px.rules), rules_domainset_count(px.conf->cf.local_domains),
+	    rules_cidrset_count(px.conf->cf.trusted_networks), px.conf->cf.control_socket);
 	px_notify("READY=1");
 
 	if (ev_run(px.loop) == -1)
 		log_warn("event loop");
 	log_info("stopped");
+	ctl_close(&px);
 	rules_unref(px.rules);
 	climap_free(px.clients);
 	ev_loop_free(px.loop);
-	config_free(&cf);
+	pxconf_unref(px.conf);
 	return 0;
 }

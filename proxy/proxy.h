@@ -6,6 +6,8 @@
 #define SMTPWALL_PROXY_H
 
 #include <stdint.h>
+#include <time.h>
+#include "conf.h"
 #include "config.h"
 #include "ev.h"
 #include "smtp/fsm.h"
@@ -13,35 +15,46 @@
 
 struct session;
 struct climap;
+struct ctl;
 
 struct proxy_stats {
+	time_t		started;		/* wall clock at start */
 	uint64_t	sessions;		/* accepted */
 	uint64_t	sessions_refused;	/* max_sessions, per client, block client */
 	uint64_t	messages;		/* accepted by the server */
 	uint64_t	bytes;
-	uint64_t	refused_rcpt;
+	uint64_t	refused_rcpt;		/* all RCPTs smtpwall refused */
+	uint64_t	refused_rcpt_relay;
+	uint64_t	refused_rcpt_routing;
+	uint64_t	refused_rcpt_limit;	/* max_recipients */
 	uint64_t	refused_sender;
+	uint64_t	refused_size;		/* SIZE= at MAIL */
+	uint64_t	refused_client;		/* block client rules */
 	uint64_t	aborted_data;
+	uint64_t	rule_changes;
+	uint64_t	reloads;
 };
 
 struct proxy {
-	struct config		*cf;
+	struct pxconf		*conf;		/* current generation; sessions pin their own */
+	const char		*conf_path;
 	struct ev_loop		*loop;
 	struct ruleset		*rules;		/* the live ruleset; sessions take references */
-	struct rules_policy	 policy;
-	struct smtp_fsm_conf	 fsmconf;
+	struct ev_timer		 expiry_timer;	/* the next rule expiry */
 	char			 hostname[256];
 
 	int			 listen_fd[CONFIG_MAX_LISTEN];
 	unsigned		 nlisten;
 	int			 accept_paused;	/* out of fds: listeners off for a moment */
 	struct ev_timer		 accept_timer;
+	struct ctl		*ctl;		/* the control socket, NULL if none */
 
 	struct session		*sessions;	/* doubly linked list of live sessions */
 	unsigned		 nsessions;
 	struct climap		*clients;
 	uint64_t		 id_base, id_next;
 
+	int			 debug;		/* -d: the log level stays debug across reloads */
 	int			 stopping;	/* SIGTERM: no new sessions */
 	struct ev_timer		 shutdown_timer;	/* polls the session count while stopping */
 	uint64_t		 shutdown_deadline;	/* loop ms: then 421 4.3.2 to the rest */

@@ -47,13 +47,23 @@ sess_log_event(void *arg, const struct smtp_event *ev)
 		if (ev->rule != NULL) {
 			char text[400];
 
-			rules_rule_format(ev->rule, text, sizeof(text));
+			rules_rule_format_key(ev->rule, text, sizeof(text));
 			snprintf(rule, sizeof(rule), " rule=\"%s\"", text);
 		}
-		if (strcmp(ev->what, "rcpt") == 0)
+		if (strcmp(ev->what, "rcpt") == 0) {
 			px->stats.refused_rcpt++;
-		else if (strcmp(ev->what, "from") == 0)
-			px->stats.refused_sender++;
+			if (strcmp(ev->reason, "relay") == 0)
+				px->stats.refused_rcpt_relay++;
+			else if (strcmp(ev->reason, "routing") == 0)
+				px->stats.refused_rcpt_routing++;
+			else
+				px->stats.refused_rcpt_limit++;
+		} else if (strcmp(ev->what, "from") == 0) {
+			if (strcmp(ev->reason, "size") == 0)
+				px->stats.refused_size++;
+			else
+				px->stats.refused_sender++;
+		}
 		log_info("session=%016llx refuse %s=<%s> reason=%s code=%d%s",
 		    (unsigned long long)s->id, ev->what, a, ev->reason, ev->code, rule);
 		break;
@@ -122,6 +132,7 @@ sess_free(void *arg)
 	struct session *s = arg;
 
 	smtp_fsm_free(&s->fsm);
+	pxconf_unref(s->conf);
 	buf_free(&s->client.in);
 	buf_free(&s->client.out);
 	buf_free(&s->server.in);
@@ -209,7 +220,7 @@ sess_server_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
 	(void)loop;
 	(void)t;
 	log_info("session=%016llx server timeout after %us", (unsigned long long)s->id,
-	    s->px->cf->timeout_server);
+	    s->conf->cf.timeout_server);
 	s->result = "timeout_server";
 	smtp_fsm_server_failed(&s->fsm, 451, "4.4.2",
 	    "Error: timeout waiting for the mail server");
@@ -224,7 +235,7 @@ sess_connect_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
 	(void)loop;
 	(void)t;
 	log_info("session=%016llx connect timeout after %us", (unsigned long long)s->id,
-	    s->px->cf->timeout_connect);
+	    s->conf->cf.timeout_connect);
 	s->result = "server_unreachable";
 	smtp_fsm_server_failed(&s->fsm, 421, "4.4.1",
 	    "Error: cannot connect to the mail server");
@@ -407,7 +418,7 @@ sess_timers(struct session *s)
 		ev_timer_cancel(px->loop, &s->t_idle);
 		if (s->server.fd != -1 && !s->server.connecting &&
 		    !ev_timer_armed(&s->t_server))
-			ev_timer_set(px->loop, &s->t_server, px->cf->timeout_server * 1000ull,
+			ev_timer_set(px->loop, &s->t_server, s->conf->cf.timeout_server * 1000ull,
 			    sess_server_timeout, s);
 		return;
 	}
@@ -415,7 +426,7 @@ sess_timers(struct session *s)
 	if (!ev_timer_armed(&s->t_idle) || f->commands != s->last_commands ||
 	    f->state == SS_DATA || f->state == SS_RAW) {
 		s->last_commands = f->commands;
-		ev_timer_set(px->loop, &s->t_idle, px->cf->timeout_idle * 1000ull,
+		ev_timer_set(px->loop, &s->t_idle, s->conf->cf.timeout_idle * 1000ull,
 		    sess_idle_timeout, s);
 	}
 }
@@ -547,20 +558,20 @@ sess_admit(struct proxy *px, int fd, const struct sockaddr_storage *peer)
 		sess_refuse_early(fd, line);
 		return -1;
 	}
-	if (px->nsessions >= px->cf->max_sessions) {
+	if (px->nsessions >= px->conf->cf.max_sessions) {
 		px->stats.sessions_refused++;
 		log_info("refuse client=%s reason=max_sessions limit=%u", ip,
-		    px->cf->max_sessions);
+		    px->conf->cf.max_sessions);
 		snprintf(line, sizeof(line), "421 4.7.0 %s Error: too many connections\r\n",
 		    px->hostname);
 		sess_refuse_early(fd, line);
 		return -1;
 	}
 	if (climap_get(px->clients, (const struct sockaddr *)peer) >=
-	    px->cf->max_sessions_per_client) {
+	    px->conf->cf.max_sessions_per_client) {
 		px->stats.sessions_refused++;
 		log_info("refuse client=%s reason=max_sessions_per_client limit=%u", ip,
-		    px->cf->max_sessions_per_client);
+		    px->conf->cf.max_sessions_per_client);
 		snprintf(line, sizeof(line),
 		    "421 4.7.0 %s Error: too many connections from %s\r\n", px->hostname, ip);
 		sess_refuse_early(fd, line);
@@ -569,9 +580,10 @@ sess_admit(struct proxy *px, int fd, const struct sockaddr_storage *peer)
 	rules_eval_client(px->rules, (const struct sockaddr *)peer, time(NULL), &v);
 	if (!v.accept) {
 		px->stats.sessions_refused++;
+		px->stats.refused_client++;
 		rule[0] = '\0';
 		if (v.rule != NULL)
-			rules_rule_format(v.rule, rule, sizeof(rule));
+			rules_rule_format_key(v.rule, rule, sizeof(rule));
 		log_info("refuse client=%s reason=client rule=\"%s\"", ip, rule);
 		snprintf(line, sizeof(line),
 		    "554 5.7.1 Service unavailable; client [%s] blocked by policy\r\n", ip);
@@ -585,8 +597,8 @@ sess_admit(struct proxy *px, int fd, const struct sockaddr_storage *peer)
 static int
 sess_upstream(struct proxy *px, int fd, struct sockaddr_storage *dst)
 {
-	if (px->cf->upstream_fixed) {
-		memcpy(dst, &px->cf->upstream, sizeof(*dst));
+	if (px->conf->cf.upstream_fixed) {
+		memcpy(dst, &px->conf->cf.upstream, sizeof(*dst));
 		return 0;
 	}
 	return sock_original_dst(fd, dst);
@@ -606,6 +618,7 @@ sess_start(struct proxy *px, int fd, const struct sockaddr_storage *peer)
 		return;
 	}
 	s->px = px;
+	s->conf = pxconf_ref(px->conf);
 	s->id = px->id_base + px->id_next++;
 	s->caddr = *peer;
 	s->client.fd = fd;
@@ -619,13 +632,14 @@ sess_start(struct proxy *px, int fd, const struct sockaddr_storage *peer)
 		snprintf(line, sizeof(line),
 		    "421 4.3.5 %s Error: no destination for this connection\r\n", px->hostname);
 		sess_refuse_early(fd, line);
+		pxconf_unref(s->conf);
 		free(s);
 		return;
 	}
 
-	starttls = px->cf->starttls == CONFIG_STARTTLS_ALLOW &&
-	    rules_cidrset_match(px->cf->trusted_networks, (const struct sockaddr *)peer);
-	smtp_fsm_init(&s->fsm, &px->fsmconf, (const struct sockaddr *)peer, starttls,
+	starttls = s->conf->cf.starttls == CONFIG_STARTTLS_ALLOW &&
+	    rules_cidrset_match(s->conf->cf.trusted_networks, (const struct sockaddr *)peer);
+	smtp_fsm_init(&s->fsm, &s->conf->fsmconf, (const struct sockaddr *)peer, starttls,
 	    &s->client.out, &s->server.out, sess_log_event, s);
 
 	/* In the list before anything can fail, so sess_close() is the one exit. */
@@ -663,9 +677,9 @@ sess_start(struct proxy *px, int fd, const struct sockaddr_storage *peer)
 		sess_close(s, "error");
 		return;
 	}
-	ev_timer_set(px->loop, &s->t_connect, px->cf->timeout_connect * 1000ull,
+	ev_timer_set(px->loop, &s->t_connect, s->conf->cf.timeout_connect * 1000ull,
 	    sess_connect_timeout, s);
-	ev_timer_set(px->loop, &s->t_idle, px->cf->timeout_idle * 1000ull,
+	ev_timer_set(px->loop, &s->t_idle, s->conf->cf.timeout_idle * 1000ull,
 	    sess_idle_timeout, s);
 }
 

@@ -16,6 +16,7 @@
 
 #include "buf.h"
 #include "ev.h"
+#include "conf.h"
 #include "smtp/fsm.h"
 
 struct proxy;
@@ -30,6 +31,7 @@ struct conn {
 
 struct session {
 	struct proxy		*px;
+	struct pxconf		*conf;		/* the configuration it started with (pinned) */
 	struct session		*prev, *next;
 	uint64_t		 id;
 	struct sockaddr_storage	 caddr;		/* client */

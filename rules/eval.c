@@ -3,6 +3,12 @@
  * five steps in order, first decision wins; rules_eval_sender and
  * rules_eval_client are "first unexpired matching block rule refuses".
  *
+ * The rules come from the ruleset's indexes (ruleset.c): the client's
+ * path in a CIDR trie, the address's "@domain" and ".suffix" keys in the
+ * sender map, plus the few sender globs with no key. Among the live rules
+ * that match, the one with the smallest rn_seq decides, the first in file
+ * order, as a linear scan would find it.
+ *
  * Pure: no allocation, no I/O, no logging, no clock (the caller passes
  * `now`). The only write is the deciding rule's hit counter, a relaxed
  * atomic, since many worker threads evaluate one shared ruleset.
@@ -23,10 +29,47 @@ rules_verdict_set(struct rules_verdict *out, int accept, enum rules_reason reaso
 		__atomic_fetch_add(&n->rn_rule.hits, 1, __ATOMIC_RELAXED);
 }
 
+/* Would n come before best (NULL: nothing yet)? */
 static int
-rules_live(const struct rules_node *n, enum rules_kind kind, time_t now)
+rules_before(const struct rules_node *n, const struct rules_node *best)
 {
-	return n->rn_rule.kind == kind && (n->rn_rule.until == 0 || n->rn_rule.until > now);
+	return best == NULL || n->rn_seq < best->rn_seq;
+}
+
+/*
+ * Walk a CIDR trie along the client's bits: the earliest live rule on the
+ * way, whose domain pattern matches rcpt's domain if rcpt is given.
+ */
+static struct rules_node *
+rules_trie_best(const struct rules_trie *t, const struct rules_addr *a, const struct rules_rcpt *rcpt,
+    time_t now)
+{
+	unsigned bits = a->ra_family == AF_INET ? 32 : 128;
+	struct rules_node *best = NULL;
+	struct rules_node *const *v;
+	size_t i, n;
+
+	while (t != NULL && rules_prefix_eq(t->tr_addr, a->ra_addr, t->tr_plen)) {
+		n = rules_rset_view(&t->tr_rules, &v);
+		for (i = 0; i < n && rules_before(v[i], best); i++) {
+			if (rules_node_live(v[i], now) && (rcpt == NULL ||
+			    rules_domain_match(v[i]->rn_rule.pattern, v[i]->rn_plen, rcpt->domain,
+			    rcpt->domain_len))) {
+				best = v[i];
+				break;
+			}
+		}
+		if (t->tr_plen >= bits)
+			break;
+		t = t->tr_kid[rules_bit(a->ra_addr, t->tr_plen)];
+	}
+	return best;
+}
+
+static const struct rules_trie *
+rules_trie_for(const struct ruleset *rs, enum rules_trie_kind k, const struct rules_addr *a)
+{
+	return rs->rs_trie[k][a->ra_family == AF_INET ? RULES_T_V4 : RULES_T_V6];
 }
 
 /* The bare, unquoted local part "postmaster", in any case (RFC 5321 4.5.1). */
@@ -43,19 +86,9 @@ static struct rules_node *
 rules_find_allow(const struct ruleset *rs, const struct rules_addr *client,
     const struct rules_rcpt *rcpt, time_t now)
 {
-	size_t i;
-
-	if (rs == NULL)
+	if (rs == NULL || rcpt->domain_len == 0)
 		return NULL;
-	for (i = 0; i < rs->rs_n; i++) {
-		struct rules_node *n = rs->rs_nodes[i];
-
-		if (rules_live(n, RULES_ALLOW_RELAY, now) &&
-		    rules_cidr_match_addr(&n->rn_rule.cidr, client) &&
-		    rules_domain_match(n->rn_rule.pattern, n->rn_plen, rcpt->domain, rcpt->domain_len))
-			return n;
-	}
-	return NULL;
+	return rules_trie_best(rules_trie_for(rs, RULES_T_RELAY, client), client, rcpt, now);
 }
 
 void
@@ -107,43 +140,92 @@ rules_eval_rcpt(const struct rules_policy *pol, const struct ruleset *rs,
 	rules_verdict_set(out, 0, RULES_R_RELAY, NULL);
 }
 
+/* The key of s (len bytes) equals the text at a, ASCII case aside (keys are lowercased). */
+static int
+rules_key_eq(const char *key, const char *a, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (key[i] != rules_lc((unsigned char)a[i]))
+			return 0;
+	return 1;
+}
+
+/* The earliest live rule of s whose key is addr[koff..] and whose glob matches addr. */
+static struct rules_node *
+rules_sender_probe(const struct rules_rset *s, const char *addr, size_t alen, size_t koff,
+    time_t now, struct rules_node *best)
+{
+	struct rules_node *const *v;
+	size_t i, n = s != NULL ? rules_rset_view(s, &v) : 0;
+
+	for (i = 0; i < n && rules_before(v[i], best); i++) {
+		const struct rules_node *r = v[i];
+
+		if ((size_t)(r->rn_plen - r->rn_koff) == alen - koff &&
+		    rules_key_eq(r->rn_rule.pattern + r->rn_koff, addr + koff, alen - koff) &&
+		    rules_node_live(r, now) &&
+		    rules_sender_match(r->rn_rule.pattern, r->rn_plen, addr, alen))
+			return v[i];
+	}
+	return best;
+}
+
 void
 rules_eval_sender(const struct ruleset *rs, const char *addr, size_t alen, time_t now,
     struct rules_verdict *out)
 {
-	size_t i;
+	struct rules_node *best = NULL;
+	struct rules_node *const *v;
+	uint64_t h = RULES_HASH_INIT;
+	size_t i, n;
 
-	for (i = 0; rs != NULL && i < rs->rs_n; i++) {
-		struct rules_node *n = rs->rs_nodes[i];
+	if (rs == NULL) {
+		rules_verdict_set(out, 1, RULES_R_NONE, NULL);
+		return;
+	}
+	/*
+	 * From the end: every ".suffix" of the domain, then "@domain" at the
+	 * last '@', each hash one step further than the one before.
+	 */
+	for (i = alen; rs->rs_sender != NULL && i > 0; i--) {
+		unsigned char c = (unsigned char)addr[i - 1];
 
-		if (rules_live(n, RULES_BLOCK_SENDER, now) &&
-		    rules_sender_match(n->rn_rule.pattern, n->rn_plen, addr, alen)) {
-			rules_verdict_set(out, 0, RULES_R_SENDER_RULE, n);
-			return;
+		h = rules_hash_step(h, c);
+		if (c == '.' || c == '@')
+			best = rules_sender_probe(rules_hamt_get(rs->rs_sender, rules_hash_final(h)),
+			    addr, alen, i - 1, now, best);
+		if (c == '@')
+			break;
+	}
+	n = rules_rset_view(&rs->rs_sender_scan, &v);
+	for (i = 0; i < n && rules_before(v[i], best); i++) {
+		if (rules_node_live(v[i], now) &&
+		    rules_sender_match(v[i]->rn_rule.pattern, v[i]->rn_plen, addr, alen)) {
+			best = v[i];
+			break;
 		}
 	}
-	rules_verdict_set(out, 1, RULES_R_NONE, NULL);
+	if (best != NULL)
+		rules_verdict_set(out, 0, RULES_R_SENDER_RULE, best);
+	else
+		rules_verdict_set(out, 1, RULES_R_NONE, NULL);
 }
 
 void
 rules_eval_client(const struct ruleset *rs, const struct sockaddr *client, time_t now,
     struct rules_verdict *out)
 {
+	struct rules_node *best = NULL;
 	struct rules_addr ca;
-	size_t i;
 
-	if (rules_addr_from_sa(client, &ca) == 0) {
-		for (i = 0; rs != NULL && i < rs->rs_n; i++) {
-			struct rules_node *n = rs->rs_nodes[i];
-
-			if (rules_live(n, RULES_BLOCK_CLIENT, now) &&
-			    rules_cidr_match_addr(&n->rn_rule.cidr, &ca)) {
-				rules_verdict_set(out, 0, RULES_R_CLIENT_RULE, n);
-				return;
-			}
-		}
-	}
-	rules_verdict_set(out, 1, RULES_R_NONE, NULL);
+	if (rs != NULL && rules_addr_from_sa(client, &ca) == 0)
+		best = rules_trie_best(rules_trie_for(rs, RULES_T_CLIENT, &ca), &ca, NULL, now);
+	if (best != NULL)
+		rules_verdict_set(out, 0, RULES_R_CLIENT_RULE, best);
+	else
+		rules_verdict_set(out, 1, RULES_R_NONE, NULL);
 }
 
 const char *

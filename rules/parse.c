@@ -14,7 +14,16 @@
  *
  * Every bad line is reported (first error of that line) with its 1-based
  * number and parsing goes on, so one pass shows the administrator every
- * mistake; a file with any error gives no ruleset at all.
+ * mistake; a file with any error gives no ruleset at all. A line that
+ * names the same rule as an earlier one is an error too: which of the two
+ * would count, and which would `unblock` remove?
+ *
+ * The text around the rules is kept verbatim for rules_write: the comment
+ * and blank lines before each rule go with that rule, its inline "# ..."
+ * with it too, and what follows the last rule is the ruleset's tail.
+ *
+ * rules_rule_norm holds a rule built elsewhere (rules_add) to the checks a
+ * parsed line passes, so that whatever rules_write writes parses back.
  *
  * Never logs, never does I/O.
  */
@@ -28,80 +37,6 @@
 
 #define RULES_MAX_WORDS		12	/* the longest rule has 7 */
 #define RULES_UNKNOWN_RULE	"expected block sender|block client|allow relay"
-
-/* ---- ruleset lifetime --------------------------------------------------- */
-
-struct rules_node *
-rules_node_new(void)
-{
-	struct rules_node *n = calloc(1, sizeof *n);
-
-	if (n != NULL)
-		n->rn_refs = 1;
-	return n;
-}
-
-void
-rules_node_unref(struct rules_node *n)
-{
-	if (n != NULL && __atomic_sub_fetch(&n->rn_refs, 1, __ATOMIC_ACQ_REL) == 0)
-		free(n);
-}
-
-struct ruleset *
-rules_set_alloc(size_t n)
-{
-	struct ruleset *rs;
-
-	if (n > (SIZE_MAX - sizeof *rs) / sizeof rs->rs_nodes[0]) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	rs = calloc(1, sizeof *rs + n * sizeof rs->rs_nodes[0]);
-	if (rs == NULL)
-		return NULL;
-	rs->rs_refs = 1;
-	rs->rs_n = n;
-	return rs;
-}
-
-struct ruleset *
-rules_empty(void)
-{
-	return rules_set_alloc(0);
-}
-
-struct ruleset *
-rules_ref(struct ruleset *rs)
-{
-	if (rs != NULL)
-		__atomic_fetch_add(&rs->rs_refs, 1, __ATOMIC_RELAXED);
-	return rs;
-}
-
-void
-rules_unref(struct ruleset *rs)
-{
-	size_t i;
-
-	if (rs == NULL || __atomic_sub_fetch(&rs->rs_refs, 1, __ATOMIC_ACQ_REL) != 0)
-		return;
-	for (i = 0; i < rs->rs_n; i++)
-		rules_node_unref(rs->rs_nodes[i]);
-	free(rs);
-}
-
-size_t
-rules_count(const struct ruleset *rs)
-{
-	return rs != NULL ? rs->rs_n : 0;
-}
-
-const struct rules_rule *
-rules_get(const struct ruleset *rs, size_t i)
-{
-	return rs != NULL && i < rs->rs_n ? &rs->rs_nodes[i]->rn_rule : NULL;
-}
 
 /* ---- one line ------------------------------------------------------------ */
 
@@ -119,7 +54,15 @@ struct rules_word {
 struct rules_line {
 	struct rules_word	 w[RULES_MAX_WORDS];
 	size_t			 n;
+	size_t			 cmt;		/* where the inline comment starts, blanks before '#' included */
 	char			 err[RULES_ERR_LEN];
+};
+
+/* A rule being parsed: d_r's strings point into d_pat and d_cmt. */
+struct rules_draft {
+	struct rules_rule	 d_r;
+	char			 d_pat[RULES_PATTERN_MAX];
+	char			 d_cmt[RULES_COMMENT_MAX];
 };
 
 static int
@@ -160,14 +103,19 @@ rules_quoted_end(const char *s, size_t len, size_t i)
 static int
 rules_split(const char *s, size_t len, struct rules_line *ln)
 {
-	size_t i = 0, j;
+	size_t i = 0, j, b;
 
 	ln->n = 0;
+	ln->cmt = len;
 	for (;;) {
-		while (i < len && rules_isblank((unsigned char)s[i]))
-			i++;
-		if (i == len || s[i] == '#')
+		for (b = i; i < len && rules_isblank((unsigned char)s[i]); i++)
+			;
+		if (i == len)
 			return 0;
+		if (s[i] == '#') {
+			ln->cmt = b;
+			return 0;
+		}
 		if (ln->n == RULES_MAX_WORDS) {
 			snprintf(ln->err, RULES_ERR_LEN, "too many words for a rule");
 			return -1;
@@ -202,26 +150,31 @@ rules_split(const char *s, size_t len, struct rules_line *ln)
 	}
 }
 
+/* Check a sender glob (a word of a line, or a string from rules_add) and lowercase it into out. */
 static int
-rules_sender_pattern(const struct rules_word *w, struct rules_node *n, char err[RULES_ERR_LEN])
+rules_sender_pattern(const char *p, size_t len, char out[RULES_PATTERN_MAX], char err[RULES_ERR_LEN])
 {
 	char esc[96];
 	size_t i;
 
-	rules_esc(esc, sizeof esc, w->p, w->len);
-	if (w->len >= RULES_PATTERN_MAX) {
+	rules_esc(esc, sizeof esc, p, len);
+	if (len == 0) {
+		snprintf(err, RULES_ERR_LEN, "block sender: expected a sender pattern");
+		return -1;
+	}
+	if (len >= RULES_PATTERN_MAX) {
 		snprintf(err, RULES_ERR_LEN, "block sender: pattern longer than %d bytes",
 		    RULES_PATTERN_MAX - 1);
 		return -1;
 	}
 	/* lowercased, it would read back as a comment= option: no round trip */
-	if (w->len >= 9 && strncasecmp(w->p, "comment=\"", 9) == 0) {
+	if (len >= 9 && strncasecmp(p, "comment=\"", 9) == 0) {
 		snprintf(err, RULES_ERR_LEN, "block sender: a pattern may not begin with comment=\"");
 		return -1;
 	}
-	if (!(w->len == 2 && memcmp(w->p, "<>", 2) == 0)) {
-		for (i = 0; i < w->len; i++) {
-			unsigned char c = (unsigned char)w->p[i];
+	if (!(len == 2 && memcmp(p, "<>", 2) == 0)) {
+		for (i = 0; i < len; i++) {
+			unsigned char c = (unsigned char)p[i];
 
 			if (c < 0x20 || c == 0x7f) {
 				snprintf(err, RULES_ERR_LEN, "block sender: control character in "
@@ -233,11 +186,17 @@ rules_sender_pattern(const struct rules_word *w, struct rules_node *n, char err[
 				    "without '<' '>' (the pattern <> alone is the null sender)", esc);
 				return -1;
 			}
+			/* a line never holds these in a word: only a built rule can */
+			if (c == ' ' || c == '#') {
+				snprintf(err, RULES_ERR_LEN, "block sender: '%s': no space or '#' "
+				    "in a pattern", esc);
+				return -1;
+			}
 		}
 	}
-	for (i = 0; i < w->len; i++)
-		n->rn_rule.pattern[i] = (char)rules_lc((unsigned char)w->p[i]);
-	n->rn_rule.pattern[w->len] = '\0';
+	for (i = 0; i < len; i++)
+		out[i] = (char)rules_lc((unsigned char)p[i]);
+	out[len] = '\0';
 	return 0;
 }
 
@@ -346,7 +305,7 @@ rules_comment_parse(const struct rules_word *w, char out[RULES_COMMENT_MAX], cha
 }
 
 static int
-rules_options(const struct rules_line *ln, size_t i, struct rules_node *n, char err[RULES_ERR_LEN])
+rules_options(const struct rules_line *ln, size_t i, struct rules_draft *d, char err[RULES_ERR_LEN])
 {
 	int have_until = 0, have_comment = 0;
 	char esc[96];
@@ -360,14 +319,14 @@ rules_options(const struct rules_line *ln, size_t i, struct rules_node *n, char 
 				snprintf(err, RULES_ERR_LEN, "duplicate comment=");
 				return -1;
 			}
-			if (rules_comment_parse(w, n->rn_rule.comment, err) == -1)
+			if (rules_comment_parse(w, d->d_cmt, err) == -1)
 				return -1;
 		} else if (rules_has_prefix(w->p, w->len, "until=")) {
 			if (have_until++) {
 				snprintf(err, RULES_ERR_LEN, "duplicate until=");
 				return -1;
 			}
-			if (rules_time_parse(w->p + 6, w->len - 6, &n->rn_rule.until) == -1) {
+			if (rules_time_parse(w->p + 6, w->len - 6, &d->d_r.until) == -1) {
 				rules_esc(esc, sizeof esc, w->p + 6, w->len - 6);
 				snprintf(err, RULES_ERR_LEN, "bad until= time '%s': expected "
 				    "YYYY-MM-DDTHH:MM:SSZ", esc);
@@ -386,10 +345,22 @@ rules_options(const struct rules_line *ln, size_t i, struct rules_node *n, char 
 	return 0;
 }
 
-static int
-rules_line_parse(const struct rules_line *ln, struct rules_node *n, char err[RULES_ERR_LEN])
+static void
+rules_draft_init(struct rules_draft *d)
 {
-	struct rules_rule *r = &n->rn_rule;
+	memset(&d->d_r, 0, sizeof d->d_r);
+	d->d_pat[0] = '\0';
+	d->d_cmt[0] = '\0';
+	d->d_r.pattern = d->d_pat;
+	d->d_r.comment = d->d_cmt;
+	d->d_r.line_comment = "";
+}
+
+/* A line split into words (at least one) -> the rule in d. 0, or -1 with err set. */
+static int
+rules_line_parse(const struct rules_line *ln, struct rules_draft *d, char err[RULES_ERR_LEN])
+{
+	struct rules_rule *r = &d->d_r;
 	const struct rules_word *w = ln->w;
 	char esc[96];
 	size_t i;
@@ -401,7 +372,7 @@ rules_line_parse(const struct rules_line *ln, struct rules_node *n, char err[RUL
 			snprintf(err, RULES_ERR_LEN, "block sender: expected a sender pattern");
 			return -1;
 		}
-		if (rules_sender_pattern(&w[2], n, err) == -1)
+		if (rules_sender_pattern(w[2].p, w[2].len, d->d_pat, err) == -1)
 			return -1;
 		i = 3;
 	} else if (rules_word_is(&w[0], "block") && RULES_W(1) != NULL &&
@@ -429,7 +400,7 @@ rules_line_parse(const struct rules_line *ln, struct rules_node *n, char err[RUL
 			snprintf(err, RULES_ERR_LEN, "allow relay: domain pattern too long");
 			return -1;
 		}
-		if (rules_domain_pattern_norm(w[4].p, w[4].len, r->pattern, e) == -1) {
+		if (rules_domain_pattern_norm(w[4].p, w[4].len, d->d_pat, e) == -1) {
 			snprintf(err, RULES_ERR_LEN, "allow relay: %.*s", (int)(RULES_ERR_LEN - 32), e);
 			return -1;
 		}
@@ -446,44 +417,210 @@ rules_line_parse(const struct rules_line *ln, struct rules_node *n, char err[RUL
 		return -1;
 	}
 #undef RULES_W
-	n->rn_plen = strlen(r->pattern);
-	return rules_options(ln, i, n, err);
+	return rules_options(ln, i, d, err);
 }
 
-/* ---- the whole text ------------------------------------------------------ */
+/* ---- one rule, for the control socket ------------------------------------------ */
 
-struct rules_build {
-	struct rules_node	**b_v;
-	size_t			  b_n, b_cap;
-};
-
-static int
-rules_build_push(struct rules_build *b, struct rules_node *n)
+int
+rules_rule_parse(const char *line, size_t len, struct rules_rule *out, char err[RULES_ERR_LEN])
 {
-	if (b->b_n == b->b_cap) {
-		size_t ncap = b->b_cap ? b->b_cap * 2 : 64;
-		struct rules_node **v = reallocarray(b->b_v, ncap, sizeof *v);
+	struct rules_draft d;
+	struct rules_line ln;
+	size_t plen, clen, lclen;
+	char *p;
 
-		if (v == NULL)
-			return -1;
-		b->b_v = v;
-		b->b_cap = ncap;
+	memset(out, 0, sizeof *out);
+	if (len > 0 && (memchr(line, '\n', len) != NULL || memchr(line, '\r', len) != NULL ||
+	    memchr(line, '\0', len) != NULL)) {
+		snprintf(err, RULES_ERR_LEN, "a rule is one line, without CR, LF or NUL");
+		return -1;
 	}
-	b->b_v[b->b_n++] = n;
+	if (rules_split(line, len, &ln) == -1) {
+		snprintf(err, RULES_ERR_LEN, "%s", ln.err);
+		return -1;
+	}
+	if (ln.n == 0) {
+		snprintf(err, RULES_ERR_LEN, "expected a rule: " RULES_UNKNOWN_RULE);
+		return -1;
+	}
+	rules_draft_init(&d);
+	if (rules_line_parse(&ln, &d, err) == -1)
+		return -1;
+	/* one allocation for the three strings; rules_rule_clear frees it */
+	plen = strlen(d.d_pat);
+	clen = strlen(d.d_cmt);
+	lclen = len - ln.cmt;
+	if ((p = malloc(plen + clen + lclen + 3)) == NULL) {
+		snprintf(err, RULES_ERR_LEN, "out of memory");
+		return -1;
+	}
+	*out = d.d_r;
+	memcpy(p, d.d_pat, plen + 1);
+	out->pattern = p;
+	p += plen + 1;
+	memcpy(p, d.d_cmt, clen + 1);
+	out->comment = p;
+	p += clen + 1;
+	memcpy(p, line + ln.cmt, lclen);
+	p[lclen] = '\0';
+	out->line_comment = p;
 	return 0;
 }
 
-static void
-rules_build_free(struct rules_build *b)
+void
+rules_rule_clear(struct rules_rule *r)
+{
+	if (r == NULL)
+		return;
+	free((void *)(uintptr_t)r->pattern);
+	memset(r, 0, sizeof *r);
+}
+
+static int
+rules_streq_ci(const char *a, const char *b)
+{
+	if (a == NULL)
+		a = "";
+	if (b == NULL)
+		b = "";
+	for (; *a != '\0' && rules_lc((unsigned char)*a) == rules_lc((unsigned char)*b); a++, b++)
+		;
+	return rules_lc((unsigned char)*a) == rules_lc((unsigned char)*b);
+}
+
+static int
+rules_cidr_same(const struct rules_cidr *a, const struct rules_cidr *b)
+{
+	return a->family == b->family && a->prefix == b->prefix &&
+	    memcmp(a->addr, b->addr, sizeof a->addr) == 0;
+}
+
+int
+rules_rule_same(const struct rules_rule *a, const struct rules_rule *b)
+{
+	if (a->kind != b->kind)
+		return 0;
+	switch (a->kind) {
+	case RULES_BLOCK_SENDER:
+		return rules_streq_ci(a->pattern, b->pattern);
+	case RULES_BLOCK_CLIENT:
+		return rules_cidr_same(&a->cidr, &b->cidr);
+	case RULES_ALLOW_RELAY:
+		return rules_cidr_same(&a->cidr, &b->cidr) && rules_streq_ci(a->pattern, b->pattern);
+	}
+	return 0;
+}
+
+/* A built rule's CIDR must be what rules_cidr_parse would give: host bits zero. */
+static int
+rules_cidr_check(const struct rules_cidr *c, char err[RULES_ERR_LEN])
+{
+	struct rules_cidr m;
+	unsigned max = c->family == AF_INET ? 32 : 128, i;
+
+	if ((c->family != AF_INET && c->family != AF_INET6) || c->prefix > max) {
+		snprintf(err, RULES_ERR_LEN, "invalid CIDR");
+		return -1;
+	}
+	memset(&m, 0, sizeof m);
+	m.family = c->family;
+	m.prefix = c->prefix;
+	for (i = 0; i < c->prefix; i++)
+		m.addr[i / 8] |= (uint8_t)(c->addr[i / 8] & (0x80 >> (i % 8)));
+	if (memcmp(&m, c, sizeof m) != 0) {
+		snprintf(err, RULES_ERR_LEN, "CIDR with host bits set");
+		return -1;
+	}
+	return 0;
+}
+
+/* A built rule's comment= text: what rules_comment_parse can give. */
+static int
+rules_comment_check(const char *c, char err[RULES_ERR_LEN])
 {
 	size_t i;
 
-	for (i = 0; i < b->b_n; i++)
-		rules_node_unref(b->b_v[i]);
-	free(b->b_v);
-	b->b_v = NULL;
-	b->b_n = b->b_cap = 0;
+	for (i = 0; c[i] != '\0'; i++) {
+		if ((unsigned char)c[i] < 0x20 || c[i] == 0x7f) {
+			snprintf(err, RULES_ERR_LEN, "comment=: control character in the text");
+			return -1;
+		}
+	}
+	if (i >= RULES_COMMENT_MAX) {
+		snprintf(err, RULES_ERR_LEN, "comment=: text longer than %d bytes", RULES_COMMENT_MAX - 1);
+		return -1;
+	}
+	return 0;
 }
+
+/* Blanks, '#', then anything but a line end: what follows a rule on its line. */
+static int
+rules_line_comment_check(const char *lc, char err[RULES_ERR_LEN])
+{
+	size_t i = 0;
+
+	if (lc[0] == '\0')
+		return 0;
+	while (rules_isblank((unsigned char)lc[i]))
+		i++;
+	if (i == 0 || lc[i] != '#' || strpbrk(lc, "\r\n") != NULL) {
+		snprintf(err, RULES_ERR_LEN, "an inline comment is blanks, '#' and text, on one line");
+		return -1;
+	}
+	return 0;
+}
+
+int
+rules_rule_norm(const struct rules_rule *r, struct rules_rule *out, char pat[RULES_PATTERN_MAX],
+    char err[RULES_ERR_LEN])
+{
+	const char *p = r->pattern != NULL ? r->pattern : "";
+	char e[RULES_ERR_LEN];
+
+	*out = *r;
+	out->pattern = pat;
+	out->comment = r->comment != NULL ? r->comment : "";
+	out->line_comment = r->line_comment != NULL ? r->line_comment : "";
+	pat[0] = '\0';
+	switch (r->kind) {
+	case RULES_BLOCK_SENDER:
+		memset(&out->cidr, 0, sizeof out->cidr);
+		if (rules_sender_pattern(p, strlen(p), pat, err) == -1)
+			return -1;
+		break;
+	case RULES_BLOCK_CLIENT:
+		if (rules_cidr_check(&r->cidr, err) == -1)
+			return -1;
+		break;
+	case RULES_ALLOW_RELAY:
+		if (rules_cidr_check(&r->cidr, err) == -1)
+			return -1;
+		if (strlen(p) >= RULES_PATTERN_MAX) {
+			snprintf(err, RULES_ERR_LEN, "allow relay: domain pattern too long");
+			return -1;
+		}
+		if (rules_domain_pattern_norm(p, strlen(p), pat, e) == -1) {
+			snprintf(err, RULES_ERR_LEN, "allow relay: %.*s", (int)(RULES_ERR_LEN - 32), e);
+			return -1;
+		}
+		break;
+	default:
+		snprintf(err, RULES_ERR_LEN, "unknown rule kind");
+		return -1;
+	}
+	/* what rules_time_parse takes: after the epoch, up to 9999-12-31T23:59:59Z */
+	if (r->until < 0 || r->until > (time_t)253402300799LL) {
+		snprintf(err, RULES_ERR_LEN, "until= out of range");
+		return -1;
+	}
+	if (rules_comment_check(out->comment, err) == -1 ||
+	    rules_line_comment_check(out->line_comment, err) == -1)
+		return -1;
+	return 0;
+}
+
+/* ---- the whole text ------------------------------------------------------ */
 
 static void
 rules_report(rules_err_fn *err, void *arg, unsigned line, const char *msg)
@@ -495,15 +632,18 @@ rules_report(rules_err_fn *err, void *arg, unsigned line, const char *msg)
 struct ruleset *
 rules_parse(const char *text, size_t len, rules_err_fn *err, void *arg)
 {
-	struct rules_build b = { NULL, 0, 0 };
+	struct rules_draft d;
 	struct rules_line ln;
 	struct ruleset *rs;
-	size_t pos = 0;
+	size_t pos = 0, pre = 0;	/* pre: where the text before the next rule starts */
 	unsigned line = 0, nerr = 0;
 
+	if ((rs = rules_set_new()) == NULL)
+		goto nomem;
 	while (pos < len) {
 		const char *s = text + pos, *nl = memchr(s, '\n', len - pos);
-		size_t llen = nl != NULL ? (size_t)(nl - s) : len - pos;
+		size_t llen = nl != NULL ? (size_t)(nl - s) : len - pos, start = pos;
+		const struct rules_node *dup;
 		struct rules_node *n;
 
 		pos += llen + (nl != NULL);
@@ -517,40 +657,41 @@ rules_parse(const char *text, size_t len, rules_err_fn *err, void *arg)
 		}
 		if (ln.n == 0)
 			continue;
-		if ((n = rules_node_new()) == NULL)
-			goto nomem;
-		n->rn_rule.line = line;
-		if (rules_line_parse(&ln, n, ln.err) == -1) {
-			rules_node_unref(n);
+		rules_draft_init(&d);
+		d.d_r.line = line;
+		if (rules_line_parse(&ln, &d, ln.err) == -1) {
 			rules_report(err, arg, line, ln.err);
 			nerr++;
 			continue;
 		}
-		if (nerr > 0) {
-			/* keep checking the rest, but the ruleset is lost anyway */
-			rules_node_unref(n);
+		/* rules after an error still go in, to find the duplicates among them */
+		if ((dup = rules_set_find(rs, &d.d_r)) != NULL) {
+			snprintf(ln.err, RULES_ERR_LEN, "the same rule as line %u", dup->rn_rule.line);
+			rules_report(err, arg, line, ln.err);
+			nerr++;
 			continue;
 		}
-		if (rules_build_push(&b, n) == -1) {
+		n = rules_node_new(&d.d_r, s + ln.cmt, llen - ln.cmt, text + pre, start - pre,
+		    rs->rs_seq, 0);
+		if (n == NULL || rules_set_push(rs, n) == -1) {
 			rules_node_unref(n);
 			goto nomem;
 		}
+		rules_node_unref(n);
+		pre = pos;
 	}
 	if (nerr > 0) {
-		rules_build_free(&b);
+		rules_unref(rs);
 		errno = EINVAL;
 		return NULL;
 	}
-	if ((rs = rules_set_alloc(b.b_n)) == NULL)
+	if (rules_set_tail(rs, text + pre, len - pre) == -1)
 		goto nomem;
-	if (b.b_n > 0)
-		memcpy(rs->rs_nodes, b.b_v, b.b_n * sizeof b.b_v[0]);
-	free(b.b_v);
 	return rs;
 
 nomem:
 	rules_report(err, arg, line, "out of memory");
-	rules_build_free(&b);
+	rules_unref(rs);
 	errno = ENOMEM;
 	return NULL;
 }
@@ -592,7 +733,7 @@ rules_rule_format(const struct rules_rule *r, char *buf, size_t len)
 	switch (r->kind) {
 	case RULES_BLOCK_SENDER:
 		rules_out_str(&o, "block sender ");
-		rules_out_str(&o, r->pattern);
+		rules_out_str(&o, r->pattern != NULL ? r->pattern : "");
 		break;
 	case RULES_BLOCK_CLIENT:
 		rules_out_str(&o, "block client ");
@@ -604,7 +745,7 @@ rules_rule_format(const struct rules_rule *r, char *buf, size_t len)
 		rules_cidr_format(&r->cidr, tmp, sizeof tmp);
 		rules_out_str(&o, tmp);
 		rules_out_str(&o, " to ");
-		rules_out_str(&o, r->pattern);
+		rules_out_str(&o, r->pattern != NULL ? r->pattern : "");
 		break;
 	default:
 		rules_out_str(&o, "(invalid rule)");
@@ -617,7 +758,7 @@ rules_rule_format(const struct rules_rule *r, char *buf, size_t len)
 		    strftime(tmp, sizeof tmp, " until=%Y-%m-%dT%H:%M:%SZ", &tm) > 0)
 			rules_out_str(&o, tmp);
 	}
-	if (r->comment[0] != '\0') {
+	if (r->comment != NULL && r->comment[0] != '\0') {
 		rules_out_str(&o, " comment=\"");
 		for (p = r->comment; *p != '\0'; p++) {
 			if (*p == '"' || *p == '\\')

@@ -100,14 +100,21 @@ enum rules_kind {
 	RULES_ALLOW_RELAY,		/* allow relay CIDR to DOMAIN-PATTERN */
 };
 
+/*
+ * One rule. Its strings are owned by the rule (exact-size allocations, so a
+ * ruleset of 10^6 rules stays under 200 bytes a rule, indexes included);
+ * never write to them. Fields are ordered so that the struct has no holes.
+ */
 struct rules_rule {
 	enum rules_kind		 kind;
-	char			 pattern[RULES_PATTERN_MAX];	/* sender glob, or the relay domain pattern; lowercased */
-	struct rules_cidr	 cidr;		/* block client, allow relay */
-	time_t			 until;		/* 0: never expires */
-	char			 comment[RULES_COMMENT_MAX];	/* "" if none */
 	unsigned		 line;		/* line in the text it was parsed from; 0 if none */
+	const char		*pattern;	/* sender glob, or the relay domain pattern; lowercased; "" if none */
+	const char		*comment;	/* comment="..." text, "" if none */
+	const char		*line_comment;	/* the "  # ..." that followed the rule on its line, verbatim
+						   from the blanks before '#' on; "" if none (NULL is taken as "") */
+	time_t			 until;		/* 0: never expires */
 	uint64_t		 hits;		/* bumped with __atomic_fetch_add(.., __ATOMIC_RELAXED) */
+	struct rules_cidr	 cidr;		/* block client, allow relay */
 };
 
 struct ruleset;				/* opaque, immutable, refcounted */
@@ -131,12 +138,73 @@ struct ruleset *rules_empty(void);		/* NULL on ENOMEM */
 struct ruleset *rules_ref(struct ruleset *);	/* returns its argument */
 void	rules_unref(struct ruleset *);		/* NULL is fine */
 size_t	rules_count(const struct ruleset *);
+/* The i-th rule in file order, O(log n). */
 const struct rules_rule *rules_get(const struct ruleset *, size_t i);
 
 /* The rule as one line in the language rules_parse takes (no newline). snprintf-style return. */
 int	rules_rule_format(const struct rules_rule *, char *buf, size_t len);
 
+/*
+ * The rule's identity alone, as rules_rule_same() compares rules: "block
+ * sender *@spam.example", without until= and comment=. What log lines and
+ * `check` name a rule by (rule="..."), and what unblock/disallow take.
+ */
+int	rules_rule_format_key(const struct rules_rule *, char *buf, size_t len);
+
+/* ---- changing a ruleset (the live rules: smtpwallctl, expiry) ----------- */
+/*
+ * A ruleset is never modified: each change returns a NEW ruleset (refcount
+ * 1) that shares almost all of its structure with the old one, which stays
+ * valid and unchanged for whoever holds it. A change costs O(log n) time and
+ * memory, not O(n): adding one rule to a ruleset of 10^6 rules takes
+ * microseconds. Hit counters live in the rule and are shared by every
+ * ruleset holding it (read them with __atomic_load_n).
+ */
+
+/*
+ * One rule in the rules-file language (no newline). An inline "# comment"
+ * after it is kept with the rule and written back by rules_write(). The
+ * result lives in *out until rules_rule_clear(out). 0, or -1 with err set.
+ */
+int	rules_rule_parse(const char *line, size_t len, struct rules_rule *out,
+	    char err[RULES_ERR_LEN]);
+void	rules_rule_clear(struct rules_rule *);
+
+/* 1 if a and b are the same rule: same kind and same pattern/CIDR/domain (until and comment aside). */
+int	rules_rule_same(const struct rules_rule *a, const struct rules_rule *b);
+
+/*
+ * rs plus r. If rs already holds the same rule, that rule keeps its place
+ * and hits and takes r's until and comment (*replaced = 1); otherwise r is
+ * added after every existing rule (*replaced = 0). NULL on ENOMEM.
+ */
+struct ruleset *rules_add(const struct ruleset *rs, const struct rules_rule *r, int *replaced);
+/* rs without the rule same as r. NULL with errno ENOENT (no such rule) or ENOMEM. */
+struct ruleset *rules_remove(const struct ruleset *rs, const struct rules_rule *r);
+/* rs without the rules whose until <= now; *n says how many (0: a new reference to rs). NULL on ENOMEM. */
+struct ruleset *rules_expire(const struct ruleset *rs, time_t now, size_t *n);
+/* The earliest until of any rule, 0 if no rule expires. */
+time_t	rules_next_expiry(const struct ruleset *rs);
+
+/*
+ * The ruleset as a rules file, through write(arg, p, n) (returns 0 or -1,
+ * and rules_write stops at the first -1 and returns -1). Every rule in
+ * order, each preceded by the comment and blank lines that stood before it
+ * in the text it was parsed from and followed by its inline comment, kept
+ * verbatim; lines after the last rule come last. So a file written by hand
+ * keeps its comments through every rewrite; the comments of a removed rule
+ * go with it.
+ */
+int	rules_write(const struct ruleset *rs,
+	    int (*write)(void *arg, const char *p, size_t n), void *arg);
+
 /* ---- the decisions (SPEC.md "The relay decision") ----------------------- */
+/*
+ * Lookups are indexed: their cost grows with the address (its bits, the
+ * domain's labels), not with the number of rules, apart from sender globs
+ * that have no literal domain (e.g. "spam*@*"), which are scanned. When
+ * several rules match, the one earliest in file order decides.
+ */
 
 /* Policy from the configuration file; immutable, owned by the config. */
 struct rules_policy {
@@ -196,6 +264,12 @@ void	rules_eval_rcpt(const struct rules_policy *, const struct ruleset *,
  * addr: between the brackets, route removed; alen 0 = the null sender <>. */
 void	rules_eval_sender(const struct ruleset *, const char *addr, size_t alen,
 	    time_t now, struct rules_verdict *out);
+
+/*
+ * Take back the hit an evaluation just counted on r (NULL is fine): for dry
+ * runs such as `smtpwallctl check`, which must not make a rule look used.
+ */
+void	rules_hit_undo(const struct rules_rule *r);
 
 /* First matching block client rule refuses (RULES_R_CLIENT_RULE); else accept/NONE. */
 void	rules_eval_client(const struct ruleset *, const struct sockaddr *client,

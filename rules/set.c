@@ -78,7 +78,7 @@ rules_pton(int family, const char *s, size_t len, uint8_t out[16])
 }
 
 /* 1 if the first `prefix` bits of a and b are equal. */
-static int
+int
 rules_prefix_eq(const uint8_t *a, const uint8_t *b, unsigned prefix)
 {
 	unsigned full = prefix / 8, rest = prefix % 8;

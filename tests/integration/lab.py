@@ -26,6 +26,7 @@ import contextlib
 import ctypes
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -71,6 +72,10 @@ def build_dir():
 
 def daemon_path():
     return build_dir() / "smtpwalld"
+
+
+def ctl_path():
+    return build_dir() / "smtpwallctl"
 
 
 def wait_for(pred, timeout=10.0, what="condition", interval=0.02):
@@ -616,25 +621,38 @@ def parse_kv(line):
 
 
 class Proxy:
-    """One smtpwalld run in the gateway namespace, with its config, rules and log."""
+    """One smtpwalld run in the gateway namespace, with its config, rules and log.
 
-    def __init__(self, lab, config, rules, name):
+    With `again` (a stopped or killed Proxy), a new run on that run's directory,
+    configuration and rules file exactly as they are on disk (its own log)."""
+
+    def __init__(self, lab, config, rules, name, again=None):
         self.lab = lab
         self.binary = daemon_path()
-        self.dir = lab.dir / name
-        self.dir.mkdir()
+        if again is None:
+            self.run = 0
+            self.dir = lab.dir / name
+            self.dir.mkdir()
+        else:
+            self.run = again.run + 1
+            self.dir = again.dir
+        suffix = ".%d" % self.run if self.run else ""
         self.conf_path = self.dir / "smtpwall.conf"
         self.rules_path = self.dir / "rules"
-        self.log_path = self.dir / "smtpwalld.log"
-        self.notify_path = str(self.dir / "notify.sock")
-        cfg = dict(BASE_CONFIG)
-        cfg["rules_file"] = str(self.rules_path)
-        cfg["control_socket"] = str(self.dir / "control.sock")
-        cfg["capture_dir"] = str(self.dir / "captures")
-        cfg.update(config)
+        self.log_path = self.dir / ("smtpwalld%s.log" % suffix)
+        self.notify_path = str(self.dir / ("notify%s.sock" % suffix))
+        if again is None:
+            cfg = dict(BASE_CONFIG)
+            cfg["rules_file"] = str(self.rules_path)
+            cfg["control_socket"] = str(self.dir / "control.sock")
+            cfg["capture_dir"] = str(self.dir / "captures")
+            cfg.update(config)
+            self.conf_path.write_text("".join("%s = %s\n" % (k, v) for k, v in cfg.items() if v is not None))
+            self.rules_path.write_text(rules)
+        else:
+            cfg = dict(again.config)
         self.config = cfg
-        self.conf_path.write_text("".join("%s = %s\n" % (k, v) for k, v in cfg.items() if v is not None))
-        self.rules_path.write_text(rules)
+        self.socket_path = Path(cfg["control_socket"])
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
         self.notify.setblocking(False)
@@ -713,6 +731,15 @@ class Proxy:
 
     def session_lines(self, session_id):
         return [l for l in self.lines() if parse_kv(l).get("session") == session_id]
+
+    def ctl(self, *args, user=None, socket_path=None, timeout=30):
+        """Run `smtpwallctl -s SOCKET ARGS...` (as root, or as `user`: a name, run
+        with setpriv and that user's groups). Returns the CompletedProcess (text)."""
+        cmd = [str(ctl_path()), "-s", str(socket_path or self.socket_path)] + [str(a) for a in args]
+        if user is not None:
+            cmd = ["setpriv", "--reuid=" + user, "--regid=" + str(pwd.getpwnam(user).pw_gid),
+                   "--init-groups"] + cmd
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
 # --- the lab ------------------------------------------------------------------------------
@@ -857,6 +884,16 @@ class Lab:
         self.stop_proxy()
         Lab._proxy_seq += 1
         self.proxy = Proxy(self, config or {}, rules, "smtpwalld-%d" % Lab._proxy_seq)
+        return self.proxy
+
+    def restart_proxy(self, check=True):
+        """Stop smtpwalld (if it still runs; see stop_proxy) and start it again on the
+        same configuration and rules files, as they are on disk now."""
+        old = self.stop_proxy(check=check)
+        if old is None:
+            raise RuntimeError("restart_proxy: no smtpwalld was started")
+        Lab._proxy_seq += 1
+        self.proxy = Proxy(self, None, None, old.dir.name, again=old)
         return self.proxy
 
     def stop_proxy(self, check=True):

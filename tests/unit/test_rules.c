@@ -1,8 +1,10 @@
 /*
  * test_rules: the rules/ module as an administrator sees it. Addresses and
  * CIDR blocks, domain patterns, sender globs, the rules-file language (every
- * error with its line), format/parse round trip, expiry, and SPEC.md's relay
- * decision as a table.
+ * error with its line), format/parse round trip, expiry, SPEC.md's relay
+ * decision as a table, and the live ruleset: add/remove/replace/expire,
+ * old versions unchanged, hits shared, hand-written comments kept by
+ * rules_write, and 20000 random changes checked against a linear model.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,8 +13,10 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
 #include <time.h>
@@ -1114,6 +1118,1036 @@ test_rules_relay_empty_policy_refuses(void **state)
 	assert_int_equal(v.reason, RULES_R_POSTMASTER);
 }
 
+/* ---- one rule, and changing a ruleset ------------------------------------------ */
+
+static void
+tr_rule(const char *line, struct rules_rule *r)
+{
+	char err[RULES_ERR_LEN] = "";
+
+	if (rules_rule_parse(line, strlen(line), r, err) != 0)
+		fail_msg("rule '%s': %s", line, err);
+}
+
+/* rs plus the rule written as `line`; rs is dropped. */
+static struct ruleset *
+tr_add(struct ruleset *rs, const char *line, int want_replaced)
+{
+	struct rules_rule r;
+	struct ruleset *n;
+	int replaced = -1;
+
+	tr_rule(line, &r);
+	n = rules_add(rs, &r, &replaced);
+	rules_rule_clear(&r);
+	assert_non_null(n);
+	assert_int_equal(replaced, want_replaced);
+	rules_unref(rs);
+	return n;
+}
+
+static struct ruleset *
+tr_remove(struct ruleset *rs, const char *line)
+{
+	struct rules_rule r;
+	struct ruleset *n;
+
+	tr_rule(line, &r);
+	n = rules_remove(rs, &r);
+	rules_rule_clear(&r);
+	assert_non_null(n);
+	rules_unref(rs);
+	return n;
+}
+
+/* Every rule of rs, formatted, one a line. */
+static void
+tr_dump(const struct ruleset *rs, char *buf, size_t size)
+{
+	size_t i, o = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < rules_count(rs); i++) {
+		int n = rules_rule_format(rules_get(rs, i), buf + o, size - o);
+
+		assert_true(n >= 0 && (size_t)n + 1 < size - o);
+		o += (size_t)n;
+		buf[o++] = '\n';
+		buf[o] = '\0';
+	}
+	assert_null(rules_get(rs, rules_count(rs)));
+}
+
+struct tr_out {
+	char	*buf;
+	size_t	 len, size;
+	int	 fail_after;	/* fail the call after this many; -1 never */
+	int	 calls;
+};
+
+static int
+tr_out_write(void *arg, const char *p, size_t n)
+{
+	struct tr_out *o = arg;
+
+	if (o->fail_after >= 0 && o->calls++ >= o->fail_after)
+		return -1;
+	assert_true(o->len + n < o->size);
+	memcpy(o->buf + o->len, p, n);
+	o->len += n;
+	o->buf[o->len] = '\0';
+	return 0;
+}
+
+/* rules_write into buf (NUL-terminated). */
+static void
+tr_write(const struct ruleset *rs, char *buf, size_t size)
+{
+	struct tr_out o = { buf, 0, size, -1, 0 };
+
+	buf[0] = '\0';
+	assert_int_equal(rules_write(rs, tr_out_write, &o), 0);
+}
+
+static void
+test_rules_rule_parse_one_line(void **state)
+{
+	struct rules_rule r;
+	char err[RULES_ERR_LEN], buf[256];
+	static const struct {
+		const char *line;
+		const char *msg;
+	} bad[] = {
+		{ "",					"expected a rule: expected block sender|block client|allow relay" },
+		{ "   # only a comment",		"expected a rule: expected block sender|block client|allow relay" },
+		{ "block sender a@b\nblock sender c@d",	"a rule is one line, without CR, LF or NUL" },
+		{ "block sender a@b\r",			"a rule is one line, without CR, LF or NUL" },
+		{ "block client 192.0.2.1/24",		"block client: '192.0.2.1/24': host bits set; did you mean 192.0.2.0/24?" },
+		{ "blok sender a@b",			"unknown rule 'blok'; expected block sender|block client|allow relay" },
+	};
+	size_t i;
+
+	(void)state;
+	tr_rule("block sender *@Spam.Example until=2026-12-04T17:00:00Z comment=\"wave\"   # ticket 42", &r);
+	assert_int_equal(r.kind, RULES_BLOCK_SENDER);
+	assert_string_equal(r.pattern, "*@spam.example");
+	assert_string_equal(r.comment, "wave");
+	assert_string_equal(r.line_comment, "   # ticket 42");
+	assert_int_equal(r.until, TR_T_2026_12_04);
+	assert_int_equal(r.line, 0);
+	assert_int_equal(r.hits, 0);
+	rules_rule_format(&r, buf, sizeof buf);
+	assert_string_equal(buf, "block sender *@spam.example until=2026-12-04T17:00:00Z comment=\"wave\"");
+	rules_rule_clear(&r);
+	assert_null(r.pattern);
+	rules_rule_clear(&r);	/* twice is harmless */
+
+	tr_rule("allow relay 192.0.2.15 to SMS.Carrier.Example", &r);
+	assert_int_equal(r.kind, RULES_ALLOW_RELAY);
+	assert_string_equal(r.pattern, "sms.carrier.example");
+	assert_string_equal(r.comment, "");
+	assert_string_equal(r.line_comment, "");
+	rules_rule_clear(&r);
+
+	tr_rule("block client 2001:db8::/32", &r);
+	assert_string_equal(r.pattern, "");
+	rules_rule_clear(&r);
+
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		err[0] = '\0';
+		assert_int_equal(rules_rule_parse(bad[i].line, strlen(bad[i].line), &r, err), -1);
+		assert_string_equal(err, bad[i].msg);
+		rules_rule_clear(&r);
+	}
+	/* a counted string: what lies past len is not part of the rule */
+	assert_int_equal(rules_rule_parse("block client 192.0.2.1 garbage", 22, &r, err), 0);
+	rules_rule_clear(&r);
+}
+
+static void
+test_rules_rule_same_names_the_rule(void **state)
+{
+	static const struct {
+		const char	*a;
+		const char	*b;
+		int		 same;
+	} t[] = {
+		{ "block sender *@spam.example", "block sender *@SPAM.example until=2030-01-01T00:00:00Z comment=\"x\"", 1 },
+		{ "block sender *@spam.example", "block sender *@spam.example.org", 0 },
+		{ "block sender <>", "block sender <>  # bounces", 1 },
+		{ "block client 192.0.2.0/24", "block client 192.0.2.0/24 comment=\"y\"", 1 },
+		{ "block client 192.0.2.0/24", "block client 192.0.2.0/25", 0 },
+		{ "block client 192.0.2.0/24", "block client ::ffff:192.0.2.0/120", 0 },
+		{ "block client 192.0.2.0/24", "allow relay 192.0.2.0/24 to a.example", 0 },
+		{ "allow relay 192.0.2.0/24 to a.example", "allow relay 192.0.2.0/24 to A.Example", 1 },
+		{ "allow relay 192.0.2.0/24 to a.example", "allow relay 192.0.2.0/24 to .a.example", 0 },
+		{ "allow relay 192.0.2.0/24 to a.example", "allow relay 192.0.2.0/23 to a.example", 0 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof t / sizeof t[0]; i++) {
+		struct rules_rule a, b;
+
+		tr_rule(t[i].a, &a);
+		tr_rule(t[i].b, &b);
+		if (rules_rule_same(&a, &b) != t[i].same || rules_rule_same(&b, &a) != t[i].same)
+			fail_msg("'%s' vs '%s': want %d", t[i].a, t[i].b, t[i].same);
+		rules_rule_clear(&a);
+		rules_rule_clear(&b);
+	}
+}
+
+static void
+test_rules_add_appends_or_replaces_in_place(void **state)
+{
+	struct ruleset *v1 = tr_parse_ok(
+	    "block sender *@spam.example\n"
+	    "block client 203.0.113.0/24 comment=\"botnet\"\n"
+	    "allow relay 192.0.2.15 to sms.carrier.example\n");
+	struct ruleset *v2, *v3;
+	char a[1024], b[1024];
+	struct rules_verdict v;
+	const struct rules_rule *r;
+
+	(void)state;
+	tr_dump(v1, a, sizeof a);
+	v2 = tr_add(rules_ref(v1), "block sender *@new.example comment=\"live\"", 0);
+	assert_int_equal(rules_count(v2), 4);
+	r = rules_get(v2, 3);
+	assert_string_equal(r->pattern, "*@new.example");
+	assert_string_equal(r->comment, "live");
+	/* the earlier rules are the very same objects */
+	assert_ptr_equal(rules_get(v2, 0), rules_get(v1, 0));
+	assert_ptr_equal(rules_get(v2, 2), rules_get(v1, 2));
+
+	rules_eval_sender(v2, "x@SPAM.example", 14, TR_NOW, &v);
+	assert_ptr_equal(v.rule, rules_get(v1, 0));
+	rules_eval_sender(v2, "x@spam.example", 14, TR_NOW, &v);
+
+	/* the same rule again: it keeps its place and its hits, takes until and comment */
+	v3 = tr_add(rules_ref(v2),
+	    "block sender *@Spam.Example until=2026-12-04T17:00:00Z comment=\"wave 2\"", 1);
+	assert_int_equal(rules_count(v3), 4);
+	r = rules_get(v3, 0);
+	assert_string_equal(r->pattern, "*@spam.example");
+	assert_int_equal(r->until, TR_T_2026_12_04);
+	assert_string_equal(r->comment, "wave 2");
+	assert_int_equal(r->hits, 2);
+	assert_int_equal(r->line, 1);
+	assert_ptr_equal(rules_get(v3, 1), rules_get(v1, 1));
+	rules_eval_sender(v3, "x@spam.example", 14, TR_NOW, &v);
+	assert_ptr_equal(v.rule, r);
+	rules_eval_sender(v3, "x@spam.example", 14, TR_T_2026_12_04, &v);
+	assert_int_equal(v.accept, 1);
+
+	/* snapshots: v1 and v2 are as they were */
+	tr_dump(v1, b, sizeof b);
+	assert_string_equal(a, b);
+	assert_int_equal(rules_count(v2), 4);
+	assert_int_equal(rules_get(v2, 0)->until, 0);
+	assert_string_equal(rules_get(v2, 0)->comment, "");
+	rules_eval_sender(v1, "x@new.example", 13, TR_NOW, &v);
+	assert_int_equal(v.accept, 1);
+	rules_eval_sender(v2, "x@new.example", 13, TR_NOW, &v);
+	assert_int_equal(v.accept, 0);
+
+	/* rules_add on no ruleset at all starts one */
+	{
+		struct rules_rule x;
+		struct ruleset *e;
+
+		tr_rule("block client 192.0.2.1", &x);
+		e = rules_add(NULL, &x, NULL);
+		rules_rule_clear(&x);
+		assert_non_null(e);
+		assert_int_equal(rules_count(e), 1);
+		rules_unref(e);
+	}
+	rules_unref(v1);
+	rules_unref(v2);
+	rules_unref(v3);
+}
+
+static void
+test_rules_remove_and_enoent(void **state)
+{
+	struct ruleset *v1 = tr_parse_ok(
+	    "block sender *@spam.example\n"
+	    "block client 203.0.113.0/24\n"
+	    "block client ::ffff:203.0.113.0/120\n"
+	    "allow relay 192.0.2.15 to a.example\n"
+	    "allow relay 192.0.2.15 to b.example\n");
+	struct ruleset *v2;
+	struct rules_rule r;
+	struct sockaddr_storage ss;
+	struct rules_verdict v;
+	char buf[1024];
+
+	(void)state;
+	/* until and comment do not name a rule */
+	v2 = tr_remove(rules_ref(v1), "block client 203.0.113.0/24 comment=\"whatever\"");
+	v2 = tr_remove(v2, "allow relay 192.0.2.15 to A.Example");
+	tr_dump(v2, buf, sizeof buf);
+	assert_string_equal(buf,
+	    "block sender *@spam.example\n"
+	    "block client ::ffff:203.0.113.0/120\n"
+	    "allow relay 192.0.2.15/32 to b.example\n");
+	/* the v4-mapped twin still blocks the client */
+	rules_eval_client(v2, tr_sa("203.0.113.9", &ss), TR_NOW, &v);
+	assert_ptr_equal(v.rule, rules_get(v2, 1));
+	rules_eval_client(v1, tr_sa("203.0.113.9", &ss), TR_NOW, &v);
+	assert_ptr_equal(v.rule, rules_get(v1, 1));
+
+	tr_rule("block sender *@other.example", &r);
+	errno = 0;
+	assert_null(rules_remove(v2, &r));
+	assert_int_equal(errno, ENOENT);
+	rules_rule_clear(&r);
+	tr_rule("allow relay 192.0.2.15 to c.example", &r);
+	assert_null(rules_remove(v2, &r));
+	assert_int_equal(errno, ENOENT);
+	assert_null(rules_remove(NULL, &r));
+	assert_int_equal(errno, ENOENT);
+	rules_rule_clear(&r);
+
+	v2 = tr_remove(v2, "block sender *@spam.example");
+	v2 = tr_remove(v2, "block client ::ffff:203.0.113.0/120");
+	v2 = tr_remove(v2, "allow relay 192.0.2.15/32 to b.example");
+	assert_int_equal(rules_count(v2), 0);
+	assert_null(rules_get(v2, 0));
+	rules_eval_client(v2, tr_sa("203.0.113.9", &ss), TR_NOW, &v);
+	assert_int_equal(v.accept, 1);
+	assert_int_equal(rules_count(v1), 5);
+	rules_unref(v1);
+	rules_unref(v2);
+}
+
+static void
+test_rules_add_checks_built_rules(void **state)
+{
+	struct rules_rule r;
+	struct ruleset *rs = rules_empty(), *n;
+	char buf[256];
+	int replaced;
+
+	(void)state;
+	/* a rule built by hand, not parsed: checked and normalized like a line */
+	memset(&r, 0, sizeof r);
+	r.kind = RULES_BLOCK_SENDER;
+	r.pattern = "*@Spam.Example";
+	n = rules_add(rs, &r, &replaced);
+	assert_non_null(n);
+	assert_string_equal(rules_get(n, 0)->pattern, "*@spam.example");
+	assert_string_equal(rules_get(n, 0)->comment, "");
+	assert_string_equal(rules_get(n, 0)->line_comment, "");
+	rules_unref(n);
+
+	r.kind = RULES_ALLOW_RELAY;
+	r.cidr = tr_cidr("192.0.2.0/24");
+	r.pattern = "[ipv6:2001:DB8::1]";
+	n = rules_add(rs, &r, &replaced);
+	assert_non_null(n);
+	rules_rule_format(rules_get(n, 0), buf, sizeof buf);
+	assert_string_equal(buf, "allow relay 192.0.2.0/24 to [IPv6:2001:db8::1]");
+	rules_unref(n);
+
+	/* what would not parse back never reaches the file */
+	{
+		static const char *bad_sender[] = { "a b@c", "a#b@c", "", "<x@y>", "comment=\"x" };
+		size_t i;
+
+		for (i = 0; i < sizeof bad_sender / sizeof bad_sender[0]; i++) {
+			memset(&r, 0, sizeof r);
+			r.kind = RULES_BLOCK_SENDER;
+			r.pattern = bad_sender[i];
+			errno = 0;
+			assert_null(rules_add(rs, &r, &replaced));
+			assert_int_equal(errno, EINVAL);
+		}
+	}
+	memset(&r, 0, sizeof r);
+	r.kind = RULES_BLOCK_CLIENT;
+	r.cidr = tr_cidr("192.0.2.0/24");
+	r.cidr.prefix = 16;			/* host bits set now */
+	assert_null(rules_add(rs, &r, &replaced));
+	r.cidr = tr_cidr("192.0.2.0/24");
+	r.comment = "tab\there";
+	assert_null(rules_add(rs, &r, &replaced));
+	r.comment = NULL;
+	r.line_comment = "no hash";
+	assert_null(rules_add(rs, &r, &replaced));
+	r.line_comment = "#glued";
+	assert_null(rules_add(rs, &r, &replaced));
+	r.line_comment = " # two\n# lines";
+	assert_null(rules_add(rs, &r, &replaced));
+	r.line_comment = NULL;
+	r.until = -5;
+	assert_null(rules_add(rs, &r, &replaced));
+	r.until = 0;
+	r.kind = (enum rules_kind)0;
+	assert_null(rules_add(rs, &r, &replaced));
+	r.kind = RULES_ALLOW_RELAY;
+	r.pattern = "*.example.com";
+	assert_null(rules_add(rs, &r, &replaced));
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(rules_count(rs), 0);
+	rules_unref(rs);
+}
+
+static void
+test_rules_expire_and_next_expiry(void **state)
+{
+	struct ruleset *v1 = tr_parse_ok(
+	    "block sender *@a.example until=2030-01-01T00:00:00Z\n"
+	    "block sender *@b.example\n"
+	    "block client 192.0.2.0/24 until=2026-12-04T17:00:00Z\n"
+	    "allow relay 192.0.2.15 to c.example until=2020-01-01T00:00:00Z\n"
+	    "block sender *@d.example until=2026-12-04T17:00:00Z\n");
+	struct ruleset *v2, *v3, *v4;
+	char buf[1024];
+	size_t n = 99;
+
+	(void)state;
+	assert_int_equal(rules_next_expiry(v1), TR_T_2020);
+	assert_int_equal(rules_next_expiry(NULL), 0);
+
+	/* nothing due: the same rules back, as a new reference */
+	v2 = rules_expire(v1, TR_T_2020 - 1, &n);
+	assert_non_null(v2);
+	assert_int_equal(n, 0);
+	assert_int_equal(rules_count(v2), 5);
+	rules_unref(v2);
+
+	v2 = rules_expire(v1, TR_NOW, &n);
+	assert_int_equal(n, 1);
+	assert_int_equal(rules_next_expiry(v2), TR_T_2026_12_04);
+	/* until == now is expired, as for the evaluations */
+	v3 = rules_expire(v2, TR_T_2026_12_04, &n);
+	assert_int_equal(n, 2);
+	tr_dump(v3, buf, sizeof buf);
+	assert_string_equal(buf,
+	    "block sender *@a.example until=2030-01-01T00:00:00Z\n"
+	    "block sender *@b.example\n");
+	assert_int_equal(rules_next_expiry(v3), TR_T_2030);
+	v4 = rules_expire(v3, TR_T_2030 + 1, NULL);
+	assert_int_equal(rules_count(v4), 1);
+	assert_int_equal(rules_next_expiry(v4), 0);
+	assert_int_equal(rules_count(v1), 5);
+	assert_int_equal(rules_count(v2), 4);
+	rules_unref(v4);
+	v4 = rules_expire(NULL, TR_NOW, &n);
+	assert_int_equal(rules_count(v4), 0);
+	rules_unref(v4);
+	rules_unref(v1);
+	rules_unref(v2);
+	rules_unref(v3);
+}
+
+static void
+test_rules_hits_shared_across_versions(void **state)
+{
+	struct ruleset *v1 = tr_parse_ok("block client 203.0.113.0/24\nblock sender *@spam.example\n");
+	struct ruleset *v2, *v3;
+	struct sockaddr_storage ss;
+	struct rules_verdict v;
+
+	(void)state;
+	rules_eval_client(v1, tr_sa("203.0.113.1", &ss), TR_NOW, &v);
+	v2 = tr_add(rules_ref(v1), "block sender *@other.example", 0);
+	rules_eval_client(v2, tr_sa("203.0.113.2", &ss), TR_NOW, &v);
+	v3 = tr_remove(rules_ref(v2), "block sender *@spam.example");
+	rules_eval_client(v3, tr_sa("203.0.113.3", &ss), TR_NOW, &v);
+	rules_eval_client(v1, tr_sa("203.0.113.4", &ss), TR_NOW, &v);
+	/* one counter, whichever version counted */
+	assert_int_equal(__atomic_load_n(&rules_get(v1, 0)->hits, __ATOMIC_RELAXED), 4);
+	assert_int_equal(rules_get(v3, 0)->hits, 4);
+	assert_ptr_equal(rules_get(v3, 0), rules_get(v1, 0));
+	/* a replaced rule carries the count over */
+	v3 = tr_add(v3, "block client 203.0.113.0/24 comment=\"still\"", 1);
+	assert_int_equal(rules_get(v3, 0)->hits, 4);
+	rules_unref(v1);
+	rules_unref(v2);
+	rules_unref(v3);
+}
+
+static void
+test_rules_parse_duplicate_rule_is_an_error(void **state)
+{
+	static const char text[] =
+	    "block sender *@spam.example\n"
+	    "block client 192.0.2.0/24\n"
+	    "block sender *@SPAM.example comment=\"again\"\n"
+	    "allow relay 192.0.2.0/24 to a.example\n"
+	    "allow relay 192.0.2.0/24 to b.example\n"
+	    "block client 192.0.2.0/24 until=2030-01-01T00:00:00Z\n";
+	struct tr_errs e;
+
+	(void)state;
+	memset(&e, 0, sizeof e);
+	assert_null(rules_parse(text, strlen(text), tr_collect, &e));
+	assert_int_equal(e.n, 2);
+	assert_int_equal(e.line[0], 3);
+	assert_string_equal(e.msg[0], "the same rule as line 1");
+	assert_int_equal(e.line[1], 6);
+	assert_string_equal(e.msg[1], "the same rule as line 2");
+}
+
+static void
+test_rules_write_keeps_hand_written_comments(void **state)
+{
+	static const char text[] =
+	    "# smtpwall live rules\n"
+	    "# kept by hand and by smtpwallctl\n"
+	    "\n"
+	    "# spam wave of March\n"
+	    "block sender *@Spam.Example   # ticket 42\n"
+	    "block client 203.0.113.0/24 comment=\"botnet\"\n"
+	    "\n"
+	    "  # the SMS gateway\r\n"
+	    "allow relay 192.0.2.15 to sms.carrier.example\t# ops@example.com\n"
+	    "# going away\n"
+	    "block sender <>\n"
+	    "\n"
+	    "# end of file: new rules go above this";
+	static const char want[] =
+	    "# smtpwall live rules\n"
+	    "# kept by hand and by smtpwallctl\n"
+	    "\n"
+	    "# spam wave of March\n"
+	    "block sender *@spam.example until=2026-12-04T17:00:00Z   # ticket 42\n"
+	    "\n"
+	    "  # the SMS gateway\r\n"
+	    "allow relay 192.0.2.15/32 to sms.carrier.example\t# ops@example.com\n"
+	    "block sender *@new.example # added live\n"
+	    "block client 198.51.100.0/24\n"
+	    "\n"
+	    "# end of file: new rules go above this";
+	struct ruleset *v1 = tr_parse_ok(text), *v2, *again;
+	char out[2048], out2[2048];
+
+	(void)state;
+	tr_write(v1, out, sizeof out);
+	/* as read, but in canonical form */
+	assert_non_null(strstr(out, "block sender *@spam.example   # ticket 42\n"
+	    "block client 203.0.113.0/24 comment=\"botnet\"\n"));
+
+	v2 = tr_remove(rules_ref(v1), "block client 203.0.113.0/24");
+	v2 = tr_add(v2, "block sender *@new.example # added live", 0);
+	v2 = tr_remove(v2, "block sender <>");		/* its comment goes with it */
+	v2 = tr_add(v2, "block client 198.51.100.0/24", 0);
+	v2 = tr_add(v2, "block sender *@spam.example until=2026-12-04T17:00:00Z", 1);
+	tr_write(v2, out, sizeof out);
+	assert_string_equal(out, want);
+
+	/* and once more through the parser: nothing moves */
+	again = tr_parse_ok(out);
+	tr_write(again, out2, sizeof out2);
+	assert_string_equal(out2, want);
+	rules_unref(again);
+
+	/* a comment-only file stays what it was; an empty ruleset writes nothing */
+	again = tr_parse_ok("# nothing yet\n\n");
+	tr_write(again, out, sizeof out);
+	assert_string_equal(out, "# nothing yet\n\n");
+	again = tr_add(again, "block client 192.0.2.1", 0);
+	tr_write(again, out, sizeof out);
+	assert_string_equal(out, "block client 192.0.2.1/32\n# nothing yet\n\n");
+	rules_unref(again);
+	again = rules_empty();
+	tr_write(again, out, sizeof out);
+	assert_string_equal(out, "");
+	rules_unref(again);
+	assert_int_equal(rules_write(NULL, tr_out_write, NULL), 0);
+	rules_unref(v1);
+	rules_unref(v2);
+}
+
+static void
+test_rules_write_stops_at_the_first_error(void **state)
+{
+	static char big[40000];
+	char out[64];
+	struct ruleset *rs;
+	struct tr_out o = { out, 0, sizeof out, 0, 0 };
+	size_t i;
+
+	(void)state;
+	/* enough text for more than one buffer's worth */
+	big[0] = '\0';
+	for (i = 0; i < 1000; i++)
+		snprintf(big + strlen(big), sizeof big - strlen(big), "block client 10.0.%zu.%zu\n",
+		    i / 250, i % 250);
+	rs = tr_parse_ok(big);
+	assert_int_equal(rules_write(rs, tr_out_write, &o), -1);
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(o.len, 0);
+	o.fail_after = 1;
+	o.calls = 0;
+	o.buf = big;
+	o.size = sizeof big;
+	assert_int_equal(rules_write(rs, tr_out_write, &o), -1);
+	assert_int_equal(o.calls, 2);
+	rules_unref(rs);
+}
+
+/*
+ * Random changes against a plain array of rules (the old, linear design):
+ * after every change the same rules in the same order, and every lookup
+ * decided by the same rule as a first-match linear scan.
+ */
+struct tr_model {
+	char		 line[8192][160];	/* canonical text of each rule, in order */
+	struct rules_rule rule[8192];		/* parsed, strings owned */
+	size_t		 n;
+};
+
+static uint64_t
+tr_rand(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static size_t
+tr_pick(uint64_t *s, size_t n)
+{
+	return (size_t)(tr_rand(s) % n);
+}
+
+static void
+tr_random_rule(uint64_t *s, char *buf, size_t size)
+{
+	static const char *sfmt[] = {
+		"*@d%u.example", "*@*.s%u.example", "u%u@d3.example", "*x@d%u.example",
+		"?@d%u.example", "*@*%u.example", "joe%u@*", "spam*%u", "*@d%u.example*",
+	};
+	static const char *fixed[] = { "<>", "*", "*@*", "\"q@x\"@d1.example" };
+	static const char *dom[] = { "a.example", ".example", ".b.example", "[192.0.2.1]", "d1.example" };
+	static const char *until[] = { "", "", "", " until=2020-01-01T00:00:00Z",
+		" until=2030-01-01T00:00:00Z", " until=2026-12-04T17:00:00Z" };
+	static const char *lc[] = { "", "", "", " # note", "\t# other note" };
+	unsigned k = (unsigned)tr_pick(s, 10);
+	size_t o;
+
+	if (k < 5) {
+		if (tr_pick(s, 12) == 0)
+			o = (size_t)snprintf(buf, size, "block sender %s",
+			    fixed[tr_pick(s, sizeof fixed / sizeof fixed[0])]);
+		else {
+			o = (size_t)snprintf(buf, size, "block sender ");
+			o += (size_t)snprintf(buf + o, size - o,
+			    sfmt[tr_pick(s, sizeof sfmt / sizeof sfmt[0])], (unsigned)tr_pick(s, 600));
+		}
+	} else if (k < 8) {
+		switch (tr_pick(s, 6)) {
+		case 0:
+			o = (size_t)snprintf(buf, size, "block client 192.0.%u.0/24", (unsigned)tr_pick(s, 8));
+			break;
+		case 1:
+			o = (size_t)snprintf(buf, size, "block client ::ffff:192.0.%u.0/120",
+			    (unsigned)tr_pick(s, 8));
+			break;
+		case 2:
+			o = (size_t)snprintf(buf, size, "block client 2001:db8:%x::/48",
+			    (unsigned)tr_pick(s, 16));
+			break;
+		case 3:
+			o = (size_t)snprintf(buf, size, "block client %s",
+			    tr_pick(s, 2) ? "0.0.0.0/0" : "::/0");
+			break;
+		default:
+			o = (size_t)snprintf(buf, size, "block client 192.0.%u.%u",
+			    (unsigned)tr_pick(s, 8), (unsigned)tr_pick(s, 256));
+			break;
+		}
+	} else {
+		const char *d = dom[tr_pick(s, sizeof dom / sizeof dom[0])];
+
+		switch (tr_pick(s, 3)) {
+		case 0:
+			o = (size_t)snprintf(buf, size, "allow relay 192.0.%u.0/24 to %s",
+			    (unsigned)tr_pick(s, 8), d);
+			break;
+		case 1:
+			o = (size_t)snprintf(buf, size, "allow relay 192.0.%u.0/23 to %s",
+			    2 * (unsigned)tr_pick(s, 4), d);
+			break;
+		default:
+			o = (size_t)snprintf(buf, size, "allow relay 192.0.2.%u to %s",
+			    (unsigned)tr_pick(s, 64), d);
+			break;
+		}
+	}
+	o += (size_t)snprintf(buf + o, size - o, "%s", until[tr_pick(s, sizeof until / sizeof until[0])]);
+	if (tr_pick(s, 3) == 0)
+		o += (size_t)snprintf(buf + o, size - o, " comment=\"c%u\"", (unsigned)tr_pick(s, 9));
+	snprintf(buf + o, size - o, "%s", lc[tr_pick(s, sizeof lc / sizeof lc[0])]);
+}
+
+static void
+tr_model_set(struct tr_model *m, size_t i, const char *line)
+{
+	char err[RULES_ERR_LEN];
+
+	assert_int_equal(rules_rule_parse(line, strlen(line), &m->rule[i], err), 0);
+	rules_rule_format(&m->rule[i], m->line[i], sizeof m->line[i]);
+}
+
+static void
+tr_model_apply_add(struct tr_model *m, const char *line, int *replaced)
+{
+	struct rules_rule r;
+	size_t i;
+
+	char keep[256];
+
+	tr_rule(line, &r);
+	*replaced = 0;
+	for (i = 0; i < m->n && !rules_rule_same(&m->rule[i], &r); i++)
+		;
+	if (i < m->n) {
+		/* a replaced rule keeps its inline comment unless the new one has its own */
+		if (r.line_comment[0] == '\0') {
+			snprintf(keep, sizeof keep, "%s%s", line, m->rule[i].line_comment);
+			line = keep;
+		}
+		rules_rule_clear(&m->rule[i]);
+		*replaced = 1;
+	} else {
+		assert_true(m->n < sizeof m->rule / sizeof m->rule[0]);
+		m->n++;
+	}
+	rules_rule_clear(&r);
+	tr_model_set(m, i, line);
+}
+
+static void
+tr_model_del(struct tr_model *m, size_t i)
+{
+	rules_rule_clear(&m->rule[i]);
+	memmove(&m->rule[i], &m->rule[i + 1], (m->n - i - 1) * sizeof m->rule[0]);
+	memmove(&m->line[i], &m->line[i + 1], (m->n - i - 1) * sizeof m->line[0]);
+	m->n--;
+}
+
+static void
+tr_model_check_order(const struct tr_model *m, const struct ruleset *rs)
+{
+	char buf[160];
+	size_t i;
+
+	assert_int_equal(rules_count(rs), m->n);
+	for (i = 0; i < m->n; i++) {
+		rules_rule_format(rules_get(rs, i), buf, sizeof buf);
+		if (strcmp(buf, m->line[i]) != 0)
+			fail_msg("rule %zu: got '%s', want '%s'", i, buf, m->line[i]);
+	}
+	assert_null(rules_get(rs, m->n));
+}
+
+static int
+tr_live(const struct rules_rule *r, time_t now)
+{
+	return r->until == 0 || r->until > now;
+}
+
+static void
+tr_model_check_lookups(const struct tr_model *m, const struct ruleset *rs, uint64_t *s, time_t now)
+{
+	static const char *addrs[] = {
+		"x@d%u.example", "U%u@D3.EXAMPLE", "a@mx.s%u.example", "a@s%u.example", "joe%u@d1.example",
+		"spamfoo%u", "x@d%u.example.org", "q%u@x.b%u.example", "\"q@x\"@d1.example", "@d%u.example",
+		"x@d%u.example.", "%u",
+	};
+	static const char *clients[] = {
+		"192.0.%u.%u", "::ffff:192.0.%u.%u", "2001:db8:%x::%u", "198.51.100.%u",
+	};
+	static const char *rdom[] = {
+		"a.example", "x.example", "y.b.example", "[192.0.2.1]", "d1.example", "example", "A.Example.",
+	};
+	char addr[128], ip[64];
+	struct sockaddr_storage ss;
+	const struct sockaddr *sa;
+	struct rules_verdict v;
+	size_t i, want;
+	int k;
+
+	for (k = 0; k < 2; k++) {
+		unsigned a = (unsigned)tr_pick(s, 600), b = (unsigned)tr_pick(s, 9);
+
+		if (tr_pick(s, 20) == 0)
+			addr[0] = '\0';
+		else
+			snprintf(addr, sizeof addr, addrs[tr_pick(s, sizeof addrs / sizeof addrs[0])], a, b);
+		for (want = 0; want < m->n; want++)
+			if (m->rule[want].kind == RULES_BLOCK_SENDER && tr_live(&m->rule[want], now) &&
+			    rules_sender_match(m->rule[want].pattern, strlen(m->rule[want].pattern),
+			    addr, strlen(addr)))
+				break;
+		rules_eval_sender(rs, addr, strlen(addr), now, &v);
+		if (v.rule != rules_get(rs, want) || v.accept != (want == m->n))
+			fail_msg("sender '%s': want rule %zu of %zu", addr, want, m->n);
+	}
+	for (k = 0; k < 2; k++) {
+		i = tr_pick(s, sizeof clients / sizeof clients[0]);
+		snprintf(ip, sizeof ip, clients[i], (unsigned)tr_pick(s, i == 2 ? 17 : 9),
+		    (unsigned)tr_pick(s, 256));
+		sa = tr_sa(ip, &ss);
+		for (want = 0; want < m->n; want++)
+			if (m->rule[want].kind == RULES_BLOCK_CLIENT && tr_live(&m->rule[want], now) &&
+			    rules_cidr_match(&m->rule[want].cidr, sa))
+				break;
+		rules_eval_client(rs, sa, now, &v);
+		if (v.rule != rules_get(rs, want) || v.accept != (want == m->n))
+			fail_msg("client %s: want rule %zu of %zu", ip, want, m->n);
+
+		{
+			const char *d = rdom[tr_pick(s, sizeof rdom / sizeof rdom[0])];
+			struct rules_rcpt rcpt = { "u", 1, d, strlen(d), 0 };
+
+			for (want = 0; want < m->n; want++)
+				if (m->rule[want].kind == RULES_ALLOW_RELAY && tr_live(&m->rule[want], now) &&
+				    rules_cidr_match(&m->rule[want].cidr, sa) &&
+				    rules_domain_match(m->rule[want].pattern, strlen(m->rule[want].pattern),
+				    d, strlen(d)))
+					break;
+			rules_eval_rcpt(NULL, rs, sa, 0, &rcpt, now, &v);
+			if (v.rule != rules_get(rs, want) ||
+			    v.reason != (want == m->n ? RULES_R_RELAY : RULES_R_ALLOW_RULE))
+				fail_msg("rcpt %s -> %s: want rule %zu of %zu", ip, d, want, m->n);
+		}
+	}
+}
+
+static void
+test_rules_random_changes_match_a_linear_model(void **state)
+{
+	struct tr_model *m = calloc(1, sizeof *m), *snap_m = calloc(1, sizeof *snap_m);
+	struct ruleset *rs = rules_empty(), *snap = NULL;
+	uint64_t seed = 0x5eed5eed12345ULL;
+	char line[200];
+	size_t op, i, adds = 0, replaces = 0, removes = 0, expired = 0;
+
+	(void)state;
+	assert_non_null(m);
+	assert_non_null(snap_m);
+	for (op = 0; op < 20000; op++) {
+		size_t r = tr_pick(&seed, 100);
+		struct ruleset *n;
+
+		/* grow to ~1500 rules (3 levels of B+tree), then churn around that */
+		if (r < (m->n < 1500 ? 75u : 45u) || m->n == 0) {
+			int replaced = -1, want;
+			struct rules_rule x;
+
+			tr_random_rule(&seed, line, sizeof line);
+			tr_model_apply_add(m, line, &want);
+			tr_rule(line, &x);
+			n = rules_add(rs, &x, &replaced);
+			rules_rule_clear(&x);
+			assert_non_null(n);
+			assert_int_equal(replaced, want);
+			adds += !want;
+			replaces += want;
+		} else if (r < 98) {
+			struct rules_rule x;
+
+			/* mostly a rule that is there, sometimes one that is not */
+			if (tr_pick(&seed, 10) != 0) {
+				i = tr_pick(&seed, m->n);
+				tr_rule(m->line[i], &x);
+				n = rules_remove(rs, &x);
+				assert_non_null(n);
+				tr_model_del(m, i);
+				removes++;
+			} else {
+				tr_random_rule(&seed, line, sizeof line);
+				tr_rule(line, &x);
+				for (i = 0; i < m->n && !rules_rule_same(&m->rule[i], &x); i++)
+					;
+				n = rules_remove(rs, &x);
+				if (i < m->n) {
+					assert_non_null(n);
+					tr_model_del(m, i);
+					removes++;
+				} else {
+					assert_null(n);
+					assert_int_equal(errno, ENOENT);
+					n = rules_ref(rs);
+				}
+			}
+			rules_rule_clear(&x);
+		} else {
+			size_t k, want = 0;
+
+			for (i = m->n; i-- > 0;)
+				if (!tr_live(&m->rule[i], TR_NOW)) {
+					tr_model_del(m, i);
+					want++;
+				}
+			n = rules_expire(rs, TR_NOW, &k);
+			assert_non_null(n);
+			assert_int_equal(k, want);
+			expired += k;
+		}
+		rules_unref(rs);
+		rs = n;
+		assert_int_equal(rules_count(rs), m->n);
+		if (m->n > 0) {
+			char buf[160];
+
+			i = tr_pick(&seed, m->n);
+			rules_rule_format(rules_get(rs, i), buf, sizeof buf);
+			assert_string_equal(buf, m->line[i]);
+		}
+		tr_model_check_lookups(m, rs, &seed, TR_NOW);
+		if (op % 1000 == 999) {
+			tr_model_check_order(m, rs);
+			/* the snapshot taken 1000 changes ago has not moved */
+			if (snap != NULL)
+				tr_model_check_order(snap_m, snap);
+			rules_unref(snap);
+			snap = rules_ref(rs);
+			memcpy(snap_m->line, m->line, sizeof m->line[0] * m->n);
+			snap_m->n = m->n;
+		}
+	}
+	print_message("%zu adds, %zu replaces, %zu removes, %zu expired, %zu left\n", adds, replaces,
+	    removes, expired, m->n);
+	/* enough of each to mean something, and a ruleset deep enough to have inner nodes */
+	assert_true(adds > 3000 && replaces > 1000 && removes > 3000 && expired > 100);
+	assert_true(m->n > 1100);
+	tr_model_check_order(m, rs);
+	{
+		char *out = malloc(1 << 20), *want = malloc(1 << 20);
+		size_t o = 0;
+
+		assert_non_null(out);
+		assert_non_null(want);
+		tr_write(rs, out, 1 << 20);
+		for (i = 0; i < m->n; i++)
+			o += (size_t)snprintf(want + o, (1 << 20) - o, "%s%s\n", m->line[i],
+			    m->rule[i].line_comment);
+		assert_string_equal(out, want);
+		free(out);
+		free(want);
+	}
+	for (i = 0; i < m->n; i++)
+		rules_rule_clear(&m->rule[i]);
+	rules_unref(snap);
+	rules_unref(rs);
+	free(m);
+	free(snap_m);
+}
+
+/* A big file, most of it removed one rule at a time, then grown again: the B+tree shrinks and regrows. */
+static void
+test_rules_big_ruleset_shrinks_and_grows(void **state)
+{
+	enum { N = 5000 };
+	char *text = malloc(N * 40), line[64];
+	size_t o = 0, i, k, *idx = malloc(N * sizeof *idx);
+	uint64_t seed = 42;
+	struct ruleset *rs;
+	int *alive = calloc(N, sizeof *alive);
+
+	(void)state;
+	assert_non_null(text);
+	assert_non_null(idx);
+	assert_non_null(alive);
+	for (i = 0; i < N; i++) {
+		o += (size_t)snprintf(text + o, N * 40 - o, "block sender *@d%zu.example\n", i);
+		idx[i] = i;
+		alive[i] = 1;
+	}
+	rs = rules_parse(text, o, tr_fail_on_error, NULL);
+	assert_non_null(rs);
+	assert_int_equal(rules_count(rs), N);
+	for (i = N; i > 1; i--) {
+		size_t j = tr_pick(&seed, i), t = idx[i - 1];
+
+		idx[i - 1] = idx[j];
+		idx[j] = t;
+	}
+	for (k = 0; k < N - 10; k++) {
+		snprintf(line, sizeof line, "block sender *@d%zu.example", idx[k]);
+		rs = tr_remove(rs, line);
+		alive[idx[k]] = 0;
+		if (k % 500 == 0 || k > N - 40) {
+			size_t at = 0;
+
+			assert_int_equal(rules_count(rs), N - k - 1);
+			for (i = 0; i < N; i++) {
+				if (!alive[i])
+					continue;
+				snprintf(line, sizeof line, "*@d%zu.example", i);
+				assert_string_equal(rules_get(rs, at)->pattern, line);
+				at++;
+			}
+		}
+	}
+	for (k = 0; k < 2000; k++) {
+		snprintf(line, sizeof line, "block client 10.%zu.%zu.0/24", k / 256, k % 256);
+		rs = tr_add(rs, line, 0);
+	}
+	assert_int_equal(rules_count(rs), 2010);
+	assert_string_equal(rules_get(rs, 10)->pattern, "");
+	assert_int_equal(rules_get(rs, 2009)->cidr.addr[2], 1999 % 256);
+	rules_unref(rs);
+	free(text);
+	free(idx);
+	free(alive);
+}
+
+/*
+ * Thousands of versions made from one another, held and dropped in random
+ * order: AddressSanitizer catches a node freed while a version still uses
+ * it, LeakSanitizer one that nothing frees.
+ */
+static void
+test_rules_thousands_of_versions_free_cleanly(void **state)
+{
+	enum { KEEP = 64 };
+	struct ruleset *held[KEEP] = { NULL }, *cur = rules_empty();
+	uint64_t seed = 7;
+	char line[200];
+	size_t i, total = 0;
+
+	(void)state;
+	for (i = 0; i < 5000; i++) {
+		struct rules_rule x;
+		struct ruleset *n;
+		size_t slot = tr_pick(&seed, KEEP);
+
+		tr_random_rule(&seed, line, sizeof line);
+		tr_rule(line, &x);
+		n = tr_pick(&seed, 3) == 0 ? rules_remove(cur, &x) : rules_add(cur, &x, NULL);
+		rules_rule_clear(&x);
+		if (n == NULL)
+			continue;
+		rules_unref(held[slot]);
+		held[slot] = cur;	/* keep the old one alive for a while */
+		cur = n;
+		total += rules_count(cur);
+	}
+	assert_true(total > 0);
+	for (i = 0; i < KEEP; i++) {
+		struct rules_verdict v;
+
+		/* every held version still answers */
+		if (held[i] != NULL) {
+			rules_eval_sender(held[i], "x@d1.example", 12, TR_NOW, &v);
+			if (rules_count(held[i]) > 0)
+				assert_non_null(rules_get(held[i], rules_count(held[i]) - 1));
+		}
+		rules_unref(held[i]);
+	}
+	rules_unref(cur);
+}
+
 /* ---- lifetime and names ----------------------------------------------------- */
 
 static void
@@ -1175,6 +2209,19 @@ main(void)
 		cmocka_unit_test(test_rules_expiry_in_all_three_evals),
 		cmocka_unit_test(test_rules_relay_decision_table),
 		cmocka_unit_test(test_rules_relay_empty_policy_refuses),
+		cmocka_unit_test(test_rules_rule_parse_one_line),
+		cmocka_unit_test(test_rules_rule_same_names_the_rule),
+		cmocka_unit_test(test_rules_add_appends_or_replaces_in_place),
+		cmocka_unit_test(test_rules_remove_and_enoent),
+		cmocka_unit_test(test_rules_add_checks_built_rules),
+		cmocka_unit_test(test_rules_expire_and_next_expiry),
+		cmocka_unit_test(test_rules_hits_shared_across_versions),
+		cmocka_unit_test(test_rules_parse_duplicate_rule_is_an_error),
+		cmocka_unit_test(test_rules_write_keeps_hand_written_comments),
+		cmocka_unit_test(test_rules_write_stops_at_the_first_error),
+		cmocka_unit_test(test_rules_random_changes_match_a_linear_model),
+		cmocka_unit_test(test_rules_big_ruleset_shrinks_and_grows),
+		cmocka_unit_test(test_rules_thousands_of_versions_free_cleanly),
 		cmocka_unit_test(test_rules_refcount_frees_at_zero),
 		cmocka_unit_test(test_rules_reason_str_names),
 	};

@@ -1,0 +1,91 @@
+/*
+ * conf.c: configuration generations (see conf.h).
+ *
+ * Also the one place that says which configured features this version does
+ * not have yet: a setting that would silently do nothing is refused here.
+ */
+#include <stdlib.h>
+
+#include "conf.h"
+
+static int
+pxconf_check_supported(const struct config *cf, FILE *errf)
+{
+	int bad = 0;
+
+	if (cf->mode == CONFIG_MODE_TPROXY) {
+		fprintf(errf, "%s: mode = tproxy is not supported by this version; use redirect\n",
+		    cf->path);
+		bad++;
+	}
+	if (cf->nfqueue_on) {
+		fprintf(errf, "%s: nfqueue is not supported by this version; set nfqueue = off\n",
+		    cf->path);
+		bad++;
+	}
+	if (cf->client_rate) {
+		fprintf(errf, "%s: client_rate needs nfqueue, which this version does not support\n",
+		    cf->path);
+		bad++;
+	}
+	if (cf->xclient) {
+		fprintf(errf, "%s: xclient = on is not supported by this version\n", cf->path);
+		bad++;
+	}
+	return bad;
+}
+
+struct pxconf *
+pxconf_load(const char *path, const char *hostname, smtp_rules_fn *rules,
+    void *rules_arg, FILE *errf, int *nerr)
+{
+	struct pxconf *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		fprintf(errf, "%s: out of memory\n", path);
+		*nerr = 1;
+		return NULL;
+	}
+	*nerr = config_load(&c->cf, path, errf);
+	if (*nerr == 0)
+		*nerr = pxconf_check_supported(&c->cf, errf);
+	if (*nerr != 0) {
+		config_free(&c->cf);
+		free(c);
+		return NULL;
+	}
+	c->refs = 1;
+	c->policy.trusted = c->cf.trusted_networks;
+	c->policy.local_domains = c->cf.local_domains;
+	c->policy.auth_relay = c->cf.auth_relay;
+	c->fsmconf = (struct smtp_fsm_conf){
+		.policy = &c->policy,
+		.rules = rules,
+		.rules_arg = rules_arg,
+		.commands = (const char (*)[16])c->cf.commands,
+		.ncommands = c->cf.ncommands,
+		.max_message_size = c->cf.max_message_size,
+		.max_recipients = c->cf.max_recipients,
+		.max_line_length = c->cf.max_line_length,
+		.bare_lf = c->cf.bare_lf == CONFIG_BARE_LF_NORMALIZE ?
+		    SMTP_DATA_NORMALIZE : SMTP_DATA_REJECT,
+		.hostname = hostname,
+	};
+	return c;
+}
+
+struct pxconf *
+pxconf_ref(struct pxconf *c)
+{
+	c->refs++;
+	return c;
+}
+
+void
+pxconf_unref(struct pxconf *c)
+{
+	if (c == NULL || --c->refs > 0)
+		return;
+	config_free(&c->cf);
+	free(c);
+}

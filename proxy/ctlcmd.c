@@ -1,0 +1,747 @@
+/*
+ * ctlcmd.c: the control commands (see ctlcmd.h and docs/control-protocol.md).
+ *
+ * Rule changes are built as one line of the rules-file language and parsed
+ * by rules_rule_parse(), so the control socket accepts exactly what the
+ * rules file accepts, with the same error messages.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctlcmd.h"
+#include "live.h"
+#include "log.h"
+#include "session.h"
+#include "sock.h"
+#include "smtp/parse.h"
+
+#define CTL_OUT_MAX	(32 * 1024 * 1024)
+#define CTL_RULE_TEXT	2048		/* one rule line, comment escaped */
+#define CTL_CHECK_RCPT_MAX 1000
+
+/* ---- answers ------------------------------------------------------------- */
+
+static void __attribute__((format(printf, 2, 3)))
+ctl_line(struct buf *out, const char *fmt, ...)
+{
+	char line[CTL_RULE_TEXT + 512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	(void)buf_append(out, line, (size_t)n, CTL_OUT_MAX);
+}
+
+/* ---- option parsing ---------------------------------------------------------- */
+
+struct ctl_opts {
+	const char	*for_;		/* --for */
+	const char	*until;		/* --until */
+	const char	*comment;	/* --comment */
+	const char	*client, *helo, *from;
+	const char	*to[CTL_CHECK_RCPT_MAX];
+	unsigned	 nto;
+};
+
+/* 1 if name is one of the space-separated words of allowed. */
+static int
+ctl_opt_allowed(const char *allowed, const char *name)
+{
+	size_t nl = strlen(name);
+	const char *p;
+
+	for (p = allowed; (p = strstr(p, name)) != NULL; p++)
+		if ((p == allowed || p[-1] == ' ') && (p[nl] == ' ' || p[nl] == '\0'))
+			return 1;
+	return 0;
+}
+
+/*
+ * Parse --name VALUE / --name=VALUE options from argv[first..]. Only the
+ * names in `allowed` (space-separated) are accepted. 0, or -1 with an error
+ * answer written.
+ */
+static int
+ctl_options(int argc, char **argv, int first, const char *allowed,
+    struct ctl_opts *o, struct buf *out, const char *usage)
+{
+	int i;
+
+	memset(o, 0, sizeof(*o));
+	for (i = first; i < argc; i++) {
+		char name[32];
+		const char *val, *eq;
+		const char **slot = NULL;
+		size_t nl;
+
+		if (strncmp(argv[i], "--", 2) != 0) {
+			ctl_line(out, "error: usage: %s (unexpected '%s')", usage, argv[i]);
+			return -1;
+		}
+		eq = strchr(argv[i], '=');
+		nl = eq ? (size_t)(eq - argv[i] - 2) : strlen(argv[i] + 2);
+		if (nl == 0 || nl >= sizeof(name)) {
+			ctl_line(out, "error: usage: %s", usage);
+			return -1;
+		}
+		memcpy(name, argv[i] + 2, nl);
+		name[nl] = '\0';
+		if (!ctl_opt_allowed(allowed, name)) {
+			ctl_line(out, "error: usage: %s (unknown option --%s)", usage, name);
+			return -1;
+		}
+		if (eq != NULL)
+			val = eq + 1;
+		else if (i + 1 < argc)
+			val = argv[++i];
+		else {
+			ctl_line(out, "error: usage: %s (--%s needs a value)", usage, name);
+			return -1;
+		}
+		if (strcmp(name, "to") == 0) {
+			if (o->nto == CTL_CHECK_RCPT_MAX) {
+				ctl_line(out, "error: at most %d --to", CTL_CHECK_RCPT_MAX);
+				return -1;
+			}
+			o->to[o->nto++] = val;
+			continue;
+		}
+		if (strcmp(name, "for") == 0)
+			slot = &o->for_;
+		else if (strcmp(name, "until") == 0)
+			slot = &o->until;
+		else if (strcmp(name, "comment") == 0)
+			slot = &o->comment;
+		else if (strcmp(name, "client") == 0)
+			slot = &o->client;
+		else if (strcmp(name, "helo") == 0)
+			slot = &o->helo;
+		else if (strcmp(name, "from") == 0)
+			slot = &o->from;
+		if (slot == NULL) {
+			ctl_line(out, "error: usage: %s", usage);
+			return -1;
+		}
+		if (*slot != NULL) {
+			ctl_line(out, "error: usage: %s (--%s given twice)", usage, name);
+			return -1;
+		}
+		*slot = val;
+	}
+	return 0;
+}
+
+long long
+ctlcmd_duration(const char *s)
+{
+	char *end;
+	long long n, mul;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	n = strtoll(s, &end, 10);
+	if (errno != 0 || end[0] == '\0' || end[1] != '\0')
+		return -1;
+	switch (*end) {
+	case 's': mul = 1; break;
+	case 'm': mul = 60; break;
+	case 'h': mul = 3600; break;
+	case 'd': mul = 86400; break;
+	case 'w': mul = 7 * 86400; break;
+	default: return -1;
+	}
+	if (n <= 0 || n > 100LL * 365 * 86400 / mul)	/* a century is absurd enough */
+		return -1;
+	return n * mul;
+}
+
+/* Strict: the time must print back as written, so 2026-02-30 is refused, not read as March 2. */
+static int
+ctl_parse_time(const char *s, time_t *out)
+{
+	struct tm tm;
+	char *end, back[32];
+
+	memset(&tm, 0, sizeof(tm));
+	if ((end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm)) == NULL || *end != '\0')
+		return -1;
+	*out = timegm(&tm);
+	if (strftime(back, sizeof(back), "%Y-%m-%dT%H:%M:%SZ", gmtime(out)) == 0 ||
+	    strcmp(back, s) != 0)
+		return -1;
+	return 0;
+}
+
+/* ---- rule changes ---------------------------------------------------------------- */
+
+/* Append "text" escaped for a comment="..." value. */
+static void
+ctl_quote(char *dst, size_t len, const char *s)
+{
+	size_t o = 0;
+
+	for (; *s != '\0' && o + 3 < len; s++) {
+		if (*s == '"' || *s == '\\')
+			dst[o++] = '\\';
+		dst[o++] = *s;
+	}
+	dst[o] = '\0';
+}
+
+/*
+ * The rule named by argv (block sender P / block client C / allow relay C
+ * to D, or the un- forms), with until/comment from the options, as one line
+ * of the rules language parsed into *r. 0, or -1 with the error answered.
+ */
+static int
+ctl_rule(int argc, char **argv, const struct ctl_opts *o, struct rules_rule *r,
+    struct buf *out)
+{
+	char text[CTL_RULE_TEXT], when[32], q[CTL_RULE_TEXT / 2], err[RULES_ERR_LEN];
+	time_t until = 0;
+	size_t n;
+	int relay = strcmp(argv[1], "relay") == 0;
+
+	if (relay)
+		n = (size_t)snprintf(text, sizeof(text), "allow relay %s to %s", argv[2], argv[4]);
+	else
+		n = (size_t)snprintf(text, sizeof(text), "block %s %s", argv[1], argv[2]);
+	(void)argc;
+	if (o != NULL && o->for_ != NULL && o->until != NULL) {
+		ctl_line(out, "error: --for and --until are exclusive");
+		return -1;
+	}
+	if (o != NULL && o->for_ != NULL) {
+		long long d = ctlcmd_duration(o->for_);
+
+		if (d == -1) {
+			ctl_line(out, "error: bad duration '%s': expected a number and s, m, h, d or w (e.g. 7d)",
+			    o->for_);
+			return -1;
+		}
+		until = time(NULL) + (time_t)d;
+	}
+	if (o != NULL && o->until != NULL) {
+		if (ctl_parse_time(o->until, &until) == -1) {
+			ctl_line(out, "error: bad time '%s': expected YYYY-MM-DDTHH:MM:SSZ", o->until);
+			return -1;
+		}
+		if (until <= time(NULL)) {
+			ctl_line(out, "error: --until %s is already past", o->until);
+			return -1;
+		}
+	}
+	if (until != 0 && n < sizeof(text)) {
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&until));
+		n += (size_t)snprintf(text + n, sizeof(text) - n, " until=%s", when);
+	}
+	if (o != NULL && o->comment != NULL && n < sizeof(text)) {
+		ctl_quote(q, sizeof(q), o->comment);
+		n += (size_t)snprintf(text + n, sizeof(text) - n, " comment=\"%s\"", q);
+	}
+	if (n >= sizeof(text)) {
+		ctl_line(out, "error: rule too long");
+		return -1;
+	}
+	if (rules_rule_parse(text, n, r, err) == -1) {
+		ctl_line(out, "error: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+ctl_change(struct proxy *px, int argc, char **argv, struct buf *out, int add,
+    const char *usage, int nwords)
+{
+	char text[CTL_RULE_TEXT], err[RULESFILE_ERR_LEN];
+	struct ctl_opts o;
+	struct rules_rule r;
+	struct ruleset *rs;
+	int replaced = 0;
+
+	if (argc < nwords || (nwords == 5 && strcmp(argv[3], "to") != 0)) {
+		ctl_line(out, "error: usage: %s", usage);
+		return;
+	}
+	if (ctl_options(argc, argv, nwords, add ? "for until comment" : "", &o, out, usage) == -1)
+		return;
+	if (ctl_rule(argc, argv, &o, &r, out) == -1)
+		return;
+	rules_rule_format(&r, text, sizeof(text));
+	rs = add ? rules_add(px->rules, &r, &replaced) : rules_remove(px->rules, &r);
+	rules_rule_clear(&r);
+	if (rs == NULL) {
+		if (errno == ENOENT)
+			ctl_line(out, "error: no such rule: %s", text);
+		else
+			ctl_line(out, "error: out of memory; rules unchanged");
+		return;
+	}
+	if (live_set_rules(px, rs, err) == -1) {
+		log_warnx("control: rule not changed: %s: %s", text, err);
+		ctl_line(out, "error: %s; rules unchanged", err);
+		return;
+	}
+	log_info("control: rule %s: %s", add ? (replaced ? "updated" : "added") : "removed", text);
+	ctl_line(out, "ok %s: %s", add ? (replaced ? "updated" : "added") : "removed", text);
+}
+
+static void
+ctl_block(struct proxy *px, int argc, char **argv, struct buf *out)
+{
+	static const char usage[] =
+	    "block sender PATTERN | block client CIDR [--for DURATION | --until TIME] [--comment TEXT]";
+
+	if (argc < 3 || (strcmp(argv[1], "sender") != 0 && strcmp(argv[1], "client") != 0)) {
+		ctl_line(out, "error: usage: %s", usage);
+		return;
+	}
+	ctl_change(px, argc, argv, out, 1, usage, 3);
+}
+
+static void
+ctl_unblock(struct proxy *px, int argc, char **argv, struct buf *out)
+{
+	static const char usage[] = "unblock sender PATTERN | unblock client CIDR";
+
+	if (argc != 3 || (strcmp(argv[1], "sender") != 0 && strcmp(argv[1], "client") != 0)) {
+		ctl_line(out, "error: usage: %s", usage);
+		return;
+	}
+	ctl_change(px, argc, argv, out, 0, usage, 3);
+}
+
+static void
+ctl_allow(struct proxy *px, int argc, char **argv, struct buf *out)
+{
+	static const char usage[] =
+	    "allow relay CIDR to DOMAIN-PATTERN [--for DURATION | --until TIME] [--comment TEXT]";
+
+	if (argc < 2 || strcmp(argv[1], "relay") != 0) {
+		ctl_line(out, "error: usage: %s", usage);
+		return;
+	}
+	ctl_change(px, argc, argv, out, 1, usage, 5);
+}
+
+static void
+ctl_disallow(struct proxy *px, int argc, char **argv, struct buf *out)
+{
+	static const char usage[] = "disallow relay CIDR to DOMAIN-PATTERN";
+
+	if (argc != 5 || strcmp(argv[1], "relay") != 0) {
+		ctl_line(out, "error: usage: %s", usage);
+		return;
+	}
+	ctl_change(px, argc, argv, out, 0, usage, 5);
+}
+
+/* ---- rules ------------------------------------------------------------------------ */
+
+static void
+ctl_span(char *buf, size_t len, long long secs)
+{
+	long long d = secs / 86400, h = secs % 86400 / 3600, m = secs % 3600 / 60;
+
+	if (d > 0)
+		snprintf(buf, len, "%lldd%lldh%lldm", d, h, m);
+	else if (h > 0)
+		snprintf(buf, len, "%lldh%lldm", h, m);
+	else
+		snprintf(buf, len, "%lldm%llds", m, secs % 60);
+}
+
+static void
+ctl_rules(struct proxy *px, int argc, char **argv, struct buf *out)
+{
+	char text[CTL_RULE_TEXT], left[32];
+	time_t now = time(NULL);
+	size_t i, n = rules_count(px->rules);
+
+	(void)argv;
+	if (argc != 1) {
+		ctl_line(out, "error: usage: rules");
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		const struct rules_rule *r = rules_get(px->rules, i);
+		unsigned long long hits = __atomic_load_n(&r->hits, __ATOMIC_RELAXED);
+
+		rules_rule_format(r, text, sizeof(text));
+		if (r->until != 0) {
+			ctl_span(left, sizeof(left), r->until > now ? (long long)(r->until - now) : 0);
+			ctl_line(out, "%s  # hits=%llu expires_in=%s", text, hits, left);
+		} else
+			ctl_line(out, "%s  # hits=%llu", text, hits);
+	}
+	ctl_line(out, "ok %zu rules", n);
+}
+
+/* ---- check: "why was this refused?" ------------------------------------------------- */
+
+static void
+ctl_rule_text(const struct rules_rule *r, char *buf, size_t len)
+{
+	char text[CTL_RULE_TEXT];
+
+	rules_rule_format_key(r, text, sizeof(text));
+	snprintf(buf, len, " rule=\"%s\"", text);
+}
+
+/* Which trusted_networks entry holds sa, as text; "" if none. */
+static void
+ctl_trusted_by(const struct rules_policy *pol, const struct sockaddr *sa, char *buf, size_t len)
+{
+	size_t i;
+
+	buf[0] = '\0';
+	for (i = 0; pol->trusted != NULL && i < rules_cidrset_count(pol->trusted); i++)
+		if (rules_cidr_match(rules_cidrset_get(pol->trusted, i), sa)) {
+			rules_cidr_format(rules_cidrset_get(pol->trusted, i), buf, len);
+			return;
+		}
+}
+
+static void
+ctl_explain_rcpt(const struct rules_verdict *v, const char *ip, const char *tnet,
+    struct slice domain, char *buf, size_t len)
+{
+	char rule[CTL_RULE_TEXT + 16];
+	int dl = (int)domain.len;
+
+	rule[0] = '\0';
+	if (v->rule != NULL)
+		ctl_rule_text(v->rule, rule, sizeof(rule));
+	switch (v->reason) {
+	case RULES_R_POSTMASTER:
+		snprintf(buf, len, "reason=postmaster: postmaster is always accepted (RFC 5321 4.5.1)");
+		break;
+	case RULES_R_TRUSTED:
+		snprintf(buf, len, "reason=trusted: %s is in trusted_networks (%s)", ip, tnet);
+		break;
+	case RULES_R_ALLOW_RULE:
+		snprintf(buf, len, "reason=allow_rule%s", rule);
+		break;
+	case RULES_R_AUTH:
+		snprintf(buf, len, "reason=auth: the session authenticated and auth_relay = yes");
+		break;
+	case RULES_R_LOCAL_DOMAIN:
+		snprintf(buf, len, "reason=local_domain: %.*s is in local_domains", dl, domain.p);
+		break;
+	case RULES_R_ROUTING:
+		snprintf(buf, len, "reason=routing: sender-specified routing (%%, !, a second @ or "
+		    "a source route) from %s, which is not in trusted_networks", ip);
+		break;
+	case RULES_R_RELAY:
+		snprintf(buf, len, "reason=relay: %s is not in trusted_networks, no allow relay rule "
+		    "for it matches %.*s, %.*s is not in local_domains", ip, dl, domain.p, dl, domain.p);
+		break;
+	case RULES_R_SENDER_RULE:
+	case RULES_R_CLIENT_RULE:
+	case RULES_R_NONE:
+		snprintf(buf, len, "reason=%s%s", rules_reason_str(v->reason), rule);
+		break;
+	}
+}
+
+/* "a@b" or "<a@b>" -> "VERB:<a@b>" for the SMTP parser, so check reads addresses as sessions do. */
+static int
+ctl_envelope_line(char *buf, size_t len, const char *verb, const char *addr)
+{
+	int n;
+
+	if (addr[0] == '<')
+		n = snprintf(buf, len, "%s%s", verb, addr);
+	else
+		n = snprintf(buf, len, "%s<%s>", verb, addr);
+	return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
+static void
+ctl_check(struct proxy *px, int argc, char **argv, struct buf *out)
+{
+	static const char usage[] =
+	    "check --client IP [--helo NAME] --from ADDR --to ADDR [--to ADDR ...]";
+	const struct pxconf *conf = px->conf;
+	struct sockaddr_storage ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	const struct sockaddr *sa = (const struct sockaddr *)&ss;
+	struct rules_verdict v;
+	struct smtp_cmd c;
+	struct ctl_opts o;
+	char line[SMTP_PATH_MAX + 32], why[CTL_RULE_TEXT + 512], tnet[64], esc[SMTP_PATH_MAX * 4];
+	time_t now = time(NULL);
+	unsigned i;
+	int refused = 0, res;
+
+	if (ctl_options(argc, argv, 1, "client helo from to", &o, out, usage) == -1)
+		return;
+	if (o.client == NULL || o.from == NULL || o.nto == 0) {
+		ctl_line(out, "error: usage: %s", usage);
+		return;
+	}
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, o.client, &s4->sin_addr) == 1)
+		s4->sin_family = AF_INET;
+	else if (inet_pton(AF_INET6, o.client, &s6->sin6_addr) == 1)
+		s6->sin6_family = AF_INET6;
+	else {
+		ctl_line(out, "error: --client %s: not an IPv4 or IPv6 address", o.client);
+		return;
+	}
+
+	/* Dry run: evaluations here must not count as rule hits. */
+	rules_eval_client(px->rules, sa, now, &v);
+	rules_hit_undo(v.rule);
+	ctl_trusted_by(&conf->policy, sa, tnet, sizeof(tnet));
+	if (!v.accept) {
+		ctl_rule_text(v.rule, why, sizeof(why));
+		ctl_line(out, "client %s: refused 554 5.7.1 (reason=client%s)", o.client, why);
+		refused = 1;
+	} else if (tnet[0] != '\0')
+		ctl_line(out, "client %s: accepted (no block client rule matches; in trusted_networks %s: may relay anywhere)",
+		    o.client, tnet);
+	else
+		ctl_line(out, "client %s: accepted (no block client rule matches)", o.client);
+	if (o.helo != NULL)
+		ctl_line(out, "helo %s: accepted (smtpwall does not judge HELO)",
+		    log_escape(esc, sizeof(esc), o.helo, strlen(o.helo)));
+
+	log_escape(esc, sizeof(esc), o.from, strlen(o.from));
+	if (ctl_envelope_line(line, sizeof(line), "MAIL FROM:", o.from) == -1 ||
+	    (res = smtp_parse_cmd(line, strlen(line), &c)) != SMTP_PARSE_OK) {
+		ctl_line(out, "from %s: refused 501 5.1.7 (bad sender address syntax)", esc);
+		refused = 1;
+	} else {
+		rules_eval_sender(px->rules, c.path.mailbox.p,
+		    (c.path.flags & SMTP_PATH_NULL) ? 0 : c.path.mailbox.len, now, &v);
+		rules_hit_undo(v.rule);
+		if (!v.accept) {
+			ctl_rule_text(v.rule, why, sizeof(why));
+			ctl_line(out, "from <%.*s>: refused 550 5.7.1 (reason=sender%s)",
+			    (int)c.path.mailbox.len, c.path.mailbox.p, why);
+			refused = 1;
+		} else
+			ctl_line(out, "from <%.*s>: accepted (no block sender rule matches)",
+			    (int)c.path.mailbox.len, c.path.mailbox.p);
+	}
+
+	for (i = 0; i < o.nto; i++) {
+		struct rules_rcpt r = { 0 };
+		char ip[SOCK_IP_LEN];
+
+		log_escape(esc, sizeof(esc), o.to[i], strlen(o.to[i]));
+		if (ctl_envelope_line(line, sizeof(line), "RCPT TO:", o.to[i]) == -1 ||
+		    smtp_parse_cmd(line, strlen(line), &c) != SMTP_PARSE_OK) {
+			ctl_line(out, "rcpt %s: refused 501 5.1.3 (bad recipient address syntax)", esc);
+			refused = 1;
+			continue;
+		}
+		if (i >= conf->cf.max_recipients) {
+			ctl_line(out, "rcpt <%.*s>: refused 452 4.5.3 (reason=too_many_recipients: "
+			    "max_recipients = %u)", (int)c.path.raw.len, c.path.raw.p,
+			    conf->cf.max_recipients);
+			refused = 1;
+			continue;
+		}
+		r.local = c.path.local.p;
+		r.local_len = c.path.local.len;
+		r.domain = c.path.domain.p;
+		r.domain_len = c.path.domain.len;
+		r.flags = ((c.path.flags & SMTP_PATH_ROUTED) ? RULES_RCPT_ROUTED : 0) |
+		    ((c.path.flags & SMTP_PATH_PERCENT) ? RULES_RCPT_PERCENT : 0) |
+		    ((c.path.flags & SMTP_PATH_BANG) ? RULES_RCPT_BANG : 0) |
+		    ((c.path.flags & SMTP_PATH_AT) ? RULES_RCPT_AT : 0);
+		rules_eval_rcpt(&conf->policy, px->rules, sa, 0, &r, now, &v);
+		rules_hit_undo(v.rule);
+		ctl_explain_rcpt(&v, sock_ip_str(sa, ip), tnet, c.path.domain, why, sizeof(why));
+		if (v.accept)
+			ctl_line(out, "rcpt <%.*s>: accepted (%s)", (int)c.path.raw.len,
+			    c.path.raw.p, why);
+		else {
+			ctl_line(out, "rcpt <%.*s>: refused 550 5.7.1 (%s)", (int)c.path.raw.len,
+			    c.path.raw.p, why);
+			refused = 1;
+		}
+	}
+	ctl_line(out, "ok %s", refused ? "refused" : "accepted");
+}
+
+/* ---- sessions, stats ---------------------------------------------------------------- */
+
+static void
+ctl_sessions(struct proxy *px, int argc, char **argv, struct buf *out)
+{
+	const struct session *s;
+	char c[SOCK_ADDR_LEN], sv[SOCK_ADDR_LEN], from[SMTP_ADDR_MAX * 4 + 3], st[16];
+	uint64_t now = ev_now(px->loop);
+	unsigned n = 0;
+	size_t i;
+
+	(void)argv;
+	if (argc != 1) {
+		ctl_line(out, "error: usage: sessions");
+		return;
+	}
+	for (s = px->sessions; s != NULL; s = s->next, n++) {
+		const char *name = smtp_state_str(s->fsm.state) + 3;	/* "SS_DATA" -> "data" */
+
+		for (i = 0; name[i] != '\0' && i + 1 < sizeof(st); i++)
+			st[i] = (char)tolower((unsigned char)name[i]);
+		st[i] = '\0';
+		if (s->fsm.have_from) {
+			from[0] = '<';
+			log_escape(from + 1, sizeof(from) - 2, s->fsm.from, strlen(s->fsm.from));
+			strcat(from, ">");
+		} else
+			strcpy(from, "-");
+		ctl_line(out, "session=%016llx client=%s server=%s age=%llus state=%s from=%s "
+		    "rcpt_ok=%u rcpt_refused=%u messages=%u",
+		    (unsigned long long)s->id,
+		    sock_addr_str((const struct sockaddr *)&s->caddr, c),
+		    sock_addr_str((const struct sockaddr *)&s->saddr, sv),
+		    (unsigned long long)((now - s->start_ms) / 1000), st, from,
+		    s->fsm.rcpt_ok, s->fsm.rcpt_refused, s->fsm.messages);
+	}
+	ctl_line(out, "ok %u sessions", n);
+}
+
+static void
+ctl_stats(struct proxy *px, int argc, char **argv, struct buf *out)
+{
+	const struct proxy_stats *st = &px->stats;
+	unsigned long long hits = 0;
+	size_t i, n = rules_count(px->rules);
+
+	(void)argv;
+	if (argc != 1) {
+		ctl_line(out, "error: usage: stats");
+		return;
+	}
+	for (i = 0; i < n; i++)
+		hits += __atomic_load_n(&rules_get(px->rules, i)->hits, __ATOMIC_RELAXED);
+	ctl_line(out, "uptime=%lld", (long long)(time(NULL) - st->started));
+	ctl_line(out, "sessions_total=%llu", (unsigned long long)st->sessions);
+	ctl_line(out, "sessions_active=%u", px->nsessions);
+	ctl_line(out, "sessions_refused=%llu", (unsigned long long)st->sessions_refused);
+	ctl_line(out, "sessions_refused_client_rule=%llu", (unsigned long long)st->refused_client);
+	ctl_line(out, "messages=%llu", (unsigned long long)st->messages);
+	ctl_line(out, "bytes=%llu", (unsigned long long)st->bytes);
+	ctl_line(out, "refused_rcpt=%llu", (unsigned long long)st->refused_rcpt);
+	ctl_line(out, "refused_rcpt_relay=%llu", (unsigned long long)st->refused_rcpt_relay);
+	ctl_line(out, "refused_rcpt_routing=%llu", (unsigned long long)st->refused_rcpt_routing);
+	ctl_line(out, "refused_rcpt_limit=%llu", (unsigned long long)st->refused_rcpt_limit);
+	ctl_line(out, "refused_sender=%llu", (unsigned long long)st->refused_sender);
+	ctl_line(out, "refused_size=%llu", (unsigned long long)st->refused_size);
+	ctl_line(out, "aborted_data=%llu", (unsigned long long)st->aborted_data);
+	ctl_line(out, "rules=%zu", n);
+	ctl_line(out, "rule_hits=%llu", hits);
+	ctl_line(out, "rule_changes=%llu", (unsigned long long)st->rule_changes);
+	ctl_line(out, "reloads=%llu", (unsigned long long)st->reloads);
+	ctl_line(out, "ok");
+}
+
+/* ---- reload, capture, help -------------------------------------------------------- */
+
+static void
+ctl_reload(struct proxy *px, int argc, char **argv, struct buf *out)
+{
+	char *msg = NULL, *line, *save = NULL;
+	size_t len = 0;
+	FILE *mf;
+	int nerr;
+
+	(void)argv;
+	if (argc != 1) {
+		ctl_line(out, "error: usage: reload");
+		return;
+	}
+	if ((mf = open_memstream(&msg, &len)) == NULL) {
+		ctl_line(out, "error: out of memory");
+		return;
+	}
+	nerr = live_reload(px, mf);
+	fclose(mf);
+	for (line = strtok_r(msg, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save))
+		ctl_line(out, "%s", line);
+	free(msg);
+	if (nerr)
+		ctl_line(out, "error: reload refused: %d error%s, nothing changed", nerr,
+		    nerr == 1 ? "" : "s");
+	else
+		ctl_line(out, "ok reloaded: %zu rules", rules_count(px->rules));
+}
+
+static void
+ctl_capture(struct proxy *px, int argc, char **argv, struct buf *out)
+{
+	(void)px;
+	(void)argc;
+	(void)argv;
+	ctl_line(out, "error: capture is not available in this version");
+}
+
+static void ctl_help(struct proxy *, int, char **, struct buf *);
+
+static const struct ctl_kw {
+	const char	*verb;
+	const char	*usage;
+	void		(*run)(struct proxy *, int, char **, struct buf *);
+} ctl_kws[] = {
+	{ "block",	"block sender PATTERN | block client CIDR [--for DURATION | --until TIME] [--comment TEXT]", ctl_block },
+	{ "unblock",	"unblock sender PATTERN | unblock client CIDR", ctl_unblock },
+	{ "allow",	"allow relay CIDR to DOMAIN-PATTERN [--for DURATION | --until TIME] [--comment TEXT]", ctl_allow },
+	{ "disallow",	"disallow relay CIDR to DOMAIN-PATTERN", ctl_disallow },
+	{ "rules",	"rules", ctl_rules },
+	{ "check",	"check --client IP [--helo NAME] --from ADDR --to ADDR [--to ADDR ...]", ctl_check },
+	{ "sessions",	"sessions", ctl_sessions },
+	{ "stats",	"stats", ctl_stats },
+	{ "reload",	"reload", ctl_reload },
+	{ "capture",	"capture client CIDR | sender PATTERN | rcpt PATTERN | refused [--sessions N] [--for DURATION] | capture list | capture stop ID", ctl_capture },
+	{ "help",	"help", ctl_help },
+};
+
+static void
+ctl_help(struct proxy *px, int argc, char **argv, struct buf *out)
+{
+	size_t i;
+
+	(void)px;
+	(void)argc;
+	(void)argv;
+	for (i = 0; i < sizeof(ctl_kws) / sizeof(ctl_kws[0]); i++)
+		ctl_line(out, "%s", ctl_kws[i].usage);
+	ctl_line(out, "ok");
+}
+
+void
+ctlcmd_run(struct proxy *px, int argc, char **argv, struct buf *out)
+{
+	char esc[128];
+	size_t i;
+
+	for (i = 0; i < sizeof(ctl_kws) / sizeof(ctl_kws[0]); i++)
+		if (strcmp(argv[0], ctl_kws[i].verb) == 0) {
+			ctl_kws[i].run(px, argc, argv, out);
+			return;
+		}
+	ctl_line(out, "error: usage: unknown command '%s'; commands: block, unblock, allow, "
+	    "disallow, rules, check, sessions, stats, reload, capture, help",
+	    log_escape(esc, sizeof(esc), argv[0], strlen(argv[0])));
+}

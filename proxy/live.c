@@ -1,0 +1,157 @@
+/*
+ * live.c: rule changes, reload and expiry of the running daemon (see live.h).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "live.h"
+#include "log.h"
+
+#define LIVE_EXPIRY_MAX_MS	(3600 * 1000)	/* re-check at least hourly (clock changes) */
+
+struct ruleset *
+live_rules_current(void *arg)
+{
+	struct proxy *px = arg;
+
+	return rules_ref(px->rules);
+}
+
+int
+live_set_rules(struct proxy *px, struct ruleset *rs, char err[RULESFILE_ERR_LEN])
+{
+	if (rulesfile_save(px->conf->cf.rules_file, rs, err) == -1) {
+		rules_unref(rs);
+		return -1;
+	}
+	if (err[0] != '\0')
+		log_warnx("rules: %s", err);
+	rules_unref(px->rules);
+	px->rules = rs;
+	px->stats.rule_changes++;
+	live_expiry_arm(px);
+	return 0;
+}
+
+static void
+live_expire(struct ev_loop *loop, struct ev_timer *t, void *arg)
+{
+	struct proxy *px = arg;
+	char err[RULESFILE_ERR_LEN];
+	struct ruleset *rs;
+	size_t n = 0;
+
+	(void)loop;
+	(void)t;
+	if ((rs = rules_expire(px->rules, time(NULL), &n)) == NULL) {
+		log_warnx("rules: expiry: out of memory; retrying");
+		ev_timer_set(px->loop, &px->expiry_timer, 1000, live_expire, px);
+		return;
+	}
+	if (n == 0) {
+		rules_unref(rs);
+		live_expiry_arm(px);
+		return;
+	}
+	/* Expired rules already match nothing; this removes them from the file. */
+	if (live_set_rules(px, rs, err) == -1) {
+		log_warnx("rules: %zu expired rules stay in the file for now: %s", n, err);
+		ev_timer_set(px->loop, &px->expiry_timer, 60 * 1000, live_expire, px);
+		return;
+	}
+	log_info("rules: %zu expired rules removed", n);
+}
+
+void
+live_expiry_arm(struct proxy *px)
+{
+	time_t next = rules_next_expiry(px->rules), now = time(NULL);
+	uint64_t ms;
+
+	if (next == 0) {
+		ev_timer_cancel(px->loop, &px->expiry_timer);
+		return;
+	}
+	ms = next <= now ? 0 : (uint64_t)(next - now) * 1000;
+	if (ms > LIVE_EXPIRY_MAX_MS)
+		ms = LIVE_EXPIRY_MAX_MS;
+	ev_timer_set(px->loop, &px->expiry_timer, ms, live_expire, px);
+}
+
+/* Settings a running daemon cannot take over: they are kept, and said so. */
+static void
+live_keep_restart_only(struct proxy *px, struct pxconf *nc, FILE *out)
+{
+	struct config *old = &px->conf->cf, *cf = &nc->cf;
+
+	if (old->nlisten != cf->nlisten ||
+	    memcmp(old->listen, cf->listen, sizeof(old->listen)) != 0)
+		fprintf(out, "note: listen changed; it takes effect at the next restart\n");
+	if (strcmp(old->control_socket, cf->control_socket) != 0 ||
+	    strcmp(old->control_group, cf->control_group) != 0)
+		fprintf(out, "note: control_socket/control_group changed; they take effect at the next restart\n");
+	if (old->workers != cf->workers)
+		fprintf(out, "note: workers changed; it takes effect at the next restart\n");
+	memcpy(cf->listen, old->listen, sizeof(cf->listen));
+	memcpy(cf->listen_len, old->listen_len, sizeof(cf->listen_len));
+	cf->nlisten = old->nlisten;
+	memcpy(cf->control_socket, old->control_socket, sizeof(cf->control_socket));
+	memcpy(cf->control_group, old->control_group, sizeof(cf->control_group));
+	cf->workers = old->workers;
+}
+
+int
+live_reload(struct proxy *px, FILE *out)
+{
+	struct pxconf *nc;
+	struct ruleset *rs;
+	char *msg = NULL, *line, *save = NULL;
+	size_t len = 0;
+	FILE *mf;
+	int nerr = 0;
+
+	if ((mf = open_memstream(&msg, &len)) == NULL) {
+		log_warn("reload");
+		if (out != NULL)
+			fprintf(out, "%s: %s\n", px->conf_path, strerror(errno));
+		return 1;
+	}
+	nc = pxconf_load(px->conf_path, px->hostname, live_rules_current, px, mf, &nerr);
+	rs = NULL;
+	if (nc != NULL) {
+		rs = rulesfile_load(nc->cf.rules_file, mf, &nerr);
+		if (rs == NULL) {
+			pxconf_unref(nc);
+			nc = NULL;
+		}
+	}
+	if (nc != NULL)
+		live_keep_restart_only(px, nc, mf);
+	fclose(mf);
+
+	for (line = strtok_r(msg, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		if (out != NULL)
+			fprintf(out, "%s\n", line);
+		if (nc == NULL)
+			log_error("reload refused, nothing changed: %s", line);
+		else
+			log_info("reload: %s", line);
+	}
+	free(msg);
+	if (nc == NULL)
+		return nerr ? nerr : 1;
+
+	pxconf_unref(px->conf);
+	px->conf = nc;
+	rules_unref(px->rules);
+	px->rules = rs;
+	if (!px->debug)
+		log_set_level((enum log_level)nc->cf.log_level);
+	live_expiry_arm(px);
+	px->stats.reloads++;
+	log_info("reload config=%s rules=%zu file=%s", px->conf_path, rules_count(rs),
+	    nc->cf.rules_file);
+	return 0;
+}
