@@ -31,8 +31,8 @@ ifeq ($(SANITIZE),)
 HARDEN   += -D_FORTIFY_SOURCE=2
 endif
 CPPFLAGS += -D_GNU_SOURCE -I.
-CFLAGS   += -std=gnu11 $(OPT) $(WARN) $(HARDEN) $(SANFLAGS) -MMD -MP
-LDFLAGS  += $(SANFLAGS)
+CFLAGS   += -std=gnu11 $(OPT) $(WARN) $(HARDEN) $(SANFLAGS) -pthread -MMD -MP
+LDFLAGS  += $(SANFLAGS) -pthread
 
 # Everything but main() goes into one static library that the daemon and the
 # unit tests link, so tests exercise exactly the production objects.
@@ -105,7 +105,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
-FUZZ_FLAGS   := -std=gnu11 -g -O1 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
+FUZZ_FLAGS   := -std=gnu11 -g -O1 -D_GNU_SOURCE -I. -pthread -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all
 
 build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard proxy/*.h proxy/smtp/*.h rules/*.h)

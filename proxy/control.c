@@ -26,6 +26,7 @@ struct ctl_conn {
 	int		 cc_fd;
 	struct buf	 cc_in, cc_out;
 	int		 cc_eof;	/* the client is done sending */
+	int		 cc_waiting;	/* an answer is pending (a rule change being written) */
 	int		 cc_dead;
 };
 
@@ -102,8 +103,15 @@ ctl_conn_close(struct ctl_conn *c)
 	if (c->cc_next != NULL)
 		c->cc_next->cc_prev = c->cc_prev;
 	ct->ct_nconns--;
-	if (ev_defer(ct->ct_px->loop, ctl_conn_free, c) == -1)
+	/* A pending answer still refers to it: ctl_conn_resume() frees it then. */
+	if (!c->cc_waiting && ev_defer(ct->ct_px->loop, ctl_conn_free, c) == -1)
 		log_warn("control: cannot defer free");
+}
+
+struct buf *
+ctl_conn_out(struct ctl_conn *c)
+{
+	return &c->cc_out;
 }
 
 static void
@@ -118,17 +126,21 @@ ctl_conn_io(struct ev_loop *loop, int fd, unsigned events, void *arg)
 	(void)fd;
 	if (c->cc_dead)
 		return;
-	if ((events & (EV_READ | EV_ERROR)) && !c->cc_eof) {
-		if (buf_reserve(&c->cc_in, 1024, CTL_LINE_MAX) == -1) {
+	/* Complete lines never stay in cc_in unless an answer is pending, so a full buffer is one long line. */
+	if ((events & (EV_READ | EV_ERROR)) && !c->cc_eof && !c->cc_waiting) {
+		size_t want = CTL_LINE_MAX - buf_len(&c->cc_in);
+
+		if (want == 0 || buf_reserve(&c->cc_in, want < 1024 ? want : 1024, CTL_LINE_MAX) == -1) {
 			buf_append(&c->cc_out, "error: line too long\n", 21, CTL_OUT_MAX);
+			buf_reset(&c->cc_in);
 			c->cc_eof = 1;
 		} else if ((n = read(c->cc_fd, buf_tail(&c->cc_in), buf_room(&c->cc_in))) > 0)
 			buf_commit(&c->cc_in, (size_t)n);
 		else if (n == 0 || (errno != EAGAIN && errno != EINTR))
 			c->cc_eof = 1;
 	}
-	/* Answer every complete line, in order. */
-	while (!c->cc_dead && buf_getline(&c->cc_in, &line)) {
+	/* Answer every complete line, in order; a pending answer holds the rest back. */
+	while (!c->cc_dead && !c->cc_waiting && buf_getline(&c->cc_in, &line)) {
 		size_t len = line.len - 1;
 
 		if (len > 0 && line.p[len - 1] == '\r')
@@ -140,7 +152,7 @@ ctl_conn_io(struct ev_loop *loop, int fd, unsigned events, void *arg)
 			buf_printf(&c->cc_out, CTL_OUT_MAX,
 			    "error: unbalanced quotes or too many words\n");
 		else if (argc > 0)
-			ctlcmd_run(c->cc_ctl->ct_px, argc, argv, &c->cc_out);
+			c->cc_waiting = ctlcmd_run(c->cc_ctl->ct_px, argc, argv, c);
 	}
 	while (buf_len(&c->cc_out) > 0) {
 		n = send(c->cc_fd, buf_head(&c->cc_out), buf_len(&c->cc_out), MSG_NOSIGNAL);
@@ -154,12 +166,25 @@ ctl_conn_io(struct ev_loop *loop, int fd, unsigned events, void *arg)
 		return;
 	}
 	buf_release(&c->cc_out);
-	if (c->cc_eof && buf_len(&c->cc_out) == 0) {
+	if (c->cc_eof && buf_len(&c->cc_out) == 0 && !c->cc_waiting) {
 		ctl_conn_close(c);
 		return;
 	}
-	ev_mod(loop, c->cc_fd, (c->cc_eof ? 0 : EV_READ) |
+	ev_mod(loop, c->cc_fd, (c->cc_eof || c->cc_waiting ? 0 : EV_READ) |
 	    (buf_len(&c->cc_out) > 0 ? EV_WRITE : 0));
+}
+
+void
+ctl_conn_resume(struct ctl_conn *c)
+{
+	c->cc_waiting = 0;
+	if (c->cc_dead) {
+		if (ev_defer(c->cc_ctl->ct_px->loop, ctl_conn_free, c) == -1)
+			log_warn("control: cannot defer free");
+		return;
+	}
+	/* As if the socket were writable: send the answer, run what is buffered. */
+	ctl_conn_io(c->cc_ctl->ct_px->loop, c->cc_fd, EV_WRITE, c);
 }
 
 /* ---- who may talk to us -------------------------------------------------------- */

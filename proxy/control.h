@@ -16,6 +16,17 @@
 #define CTL_LINE_MAX	4096	/* a command line, LF included */
 #define CTL_ARGS_MAX	1024	/* a 4096-byte line has fewer words than this */
 
+struct ctl_conn;
+
+/* The output buffer of a connection, for an answer written later. */
+struct buf *ctl_conn_out(struct ctl_conn *c);
+/*
+ * An answer that ctlcmd_run() left pending (it returned 1) is complete in
+ * ctl_conn_out(c): send it, then go on with the connection's next commands.
+ * If the client has gone meanwhile, this frees what is left of it.
+ */
+void	ctl_conn_resume(struct ctl_conn *c);
+
 /* Open the control socket of px->conf into px->ctl. 0, or -1 with err set. */
 int	ctl_open(struct proxy *px, char err[256]);
 /* Close it and every client connection; the socket file is removed. */

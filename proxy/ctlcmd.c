@@ -14,9 +14,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "control.h"
 #include "ctlcmd.h"
 #include "live.h"
 #include "log.h"
+#include "persist.h"
 #include "session.h"
 #include "sock.h"
 #include "smtp/parse.h"
@@ -24,6 +26,14 @@
 #define CTL_OUT_MAX	(32 * 1024 * 1024)
 #define CTL_RULE_TEXT	2048		/* one rule line, comment escaped */
 #define CTL_CHECK_RCPT_MAX 1000
+
+/* What a handler works with: the daemon, where its answer goes, and the connection for a late answer. */
+struct ctl_ctx {
+	struct proxy	*px;
+	struct buf	*out;
+	struct ctl_conn	*conn;
+	int		 pending;	/* the answer comes later: ctl_conn_resume() */
+};
 
 /* ---- answers ------------------------------------------------------------- */
 
@@ -264,11 +274,40 @@ ctl_rule(int argc, char **argv, const struct ctl_opts *o, struct rules_rule *r,
 	return 0;
 }
 
+/* A change waiting for the writer thread: answered when it is on disk and live. */
+struct ctl_pending {
+	struct ctl_conn	*conn;
+	const char	*verb;		/* "added", "updated", "removed" */
+	char		 text[CTL_RULE_TEXT];
+};
+
 static void
-ctl_change(struct proxy *px, int argc, char **argv, struct buf *out, int add,
-    const char *usage, int nwords)
+ctl_change_done(void *arg, int ok, const char *err)
 {
-	char text[CTL_RULE_TEXT], err[RULESFILE_ERR_LEN];
+	struct ctl_pending *pc = arg;
+	struct buf *out = ctl_conn_out(pc->conn);
+
+	if (ok) {
+		log_info("control: rule %s: %s", pc->verb, pc->text);
+		ctl_line(out, "ok %s: %s", pc->verb, pc->text);
+	} else {
+		log_warnx("control: rule not changed: %s: %s", pc->text, err);
+		ctl_line(out, "error: %s; rules unchanged", err);
+	}
+	ctl_conn_resume(pc->conn);
+	free(pc);
+}
+
+/*
+ * block/unblock/allow/disallow: the change is built on the newest ruleset
+ * (earlier changes may still be on their way to disk) and handed to the
+ * writer; the answer comes when it is on disk and live.
+ */
+static void
+ctl_change(struct ctl_ctx *x, int argc, char **argv, int add, const char *usage, int nwords)
+{
+	struct buf *out = x->out;
+	struct ctl_pending *pc;
 	struct ctl_opts o;
 	struct rules_rule r;
 	struct ruleset *rs;
@@ -280,30 +319,42 @@ ctl_change(struct proxy *px, int argc, char **argv, struct buf *out, int add,
 	}
 	if (ctl_options(argc, argv, nwords, add ? "for until comment" : "", &o, out, usage) == -1)
 		return;
-	if (ctl_rule(argc, argv, &o, &r, out) == -1)
+	if ((pc = calloc(1, sizeof(*pc))) == NULL) {
+		ctl_line(out, "error: out of memory; rules unchanged");
 		return;
-	rules_rule_format(&r, text, sizeof(text));
-	rs = add ? rules_add(px->rules, &r, &replaced) : rules_remove(px->rules, &r);
+	}
+	if (ctl_rule(argc, argv, &o, &r, out) == -1) {
+		free(pc);
+		return;
+	}
+	rules_rule_format(&r, pc->text, sizeof(pc->text));
+	rs = add ? rules_add(persist_latest(x->px), &r, &replaced) :
+	    rules_remove(persist_latest(x->px), &r);
 	rules_rule_clear(&r);
 	if (rs == NULL) {
 		if (errno == ENOENT)
-			ctl_line(out, "error: no such rule: %s", text);
+			ctl_line(out, "error: no such rule: %s", pc->text);
 		else
 			ctl_line(out, "error: out of memory; rules unchanged");
+		free(pc);
 		return;
 	}
-	if (live_set_rules(px, rs, err) == -1) {
-		log_warnx("control: rule not changed: %s: %s", text, err);
-		ctl_line(out, "error: %s; rules unchanged", err);
+	pc->conn = x->conn;
+	pc->verb = add ? (replaced ? "updated" : "added") : "removed";
+	if (persist_submit(x->px, rs, ctl_change_done, pc) == -1) {
+		ctl_line(out, "error: out of memory; rules unchanged");
+		free(pc);
 		return;
 	}
-	log_info("control: rule %s: %s", add ? (replaced ? "updated" : "added") : "removed", text);
-	ctl_line(out, "ok %s: %s", add ? (replaced ? "updated" : "added") : "removed", text);
+	x->px->stats.rule_changes++;
+	x->pending = 1;
 }
 
 static void
-ctl_block(struct proxy *px, int argc, char **argv, struct buf *out)
+ctl_block(struct ctl_ctx *x, int argc, char **argv)
 {
+	struct buf *out = x->out;
+
 	static const char usage[] =
 	    "block sender PATTERN | block client CIDR [--for DURATION | --until TIME] [--comment TEXT]";
 
@@ -311,24 +362,28 @@ ctl_block(struct proxy *px, int argc, char **argv, struct buf *out)
 		ctl_line(out, "error: usage: %s", usage);
 		return;
 	}
-	ctl_change(px, argc, argv, out, 1, usage, 3);
+	ctl_change(x, argc, argv, 1, usage, 3);
 }
 
 static void
-ctl_unblock(struct proxy *px, int argc, char **argv, struct buf *out)
+ctl_unblock(struct ctl_ctx *x, int argc, char **argv)
 {
+	struct buf *out = x->out;
+
 	static const char usage[] = "unblock sender PATTERN | unblock client CIDR";
 
 	if (argc != 3 || (strcmp(argv[1], "sender") != 0 && strcmp(argv[1], "client") != 0)) {
 		ctl_line(out, "error: usage: %s", usage);
 		return;
 	}
-	ctl_change(px, argc, argv, out, 0, usage, 3);
+	ctl_change(x, argc, argv, 0, usage, 3);
 }
 
 static void
-ctl_allow(struct proxy *px, int argc, char **argv, struct buf *out)
+ctl_allow(struct ctl_ctx *x, int argc, char **argv)
 {
+	struct buf *out = x->out;
+
 	static const char usage[] =
 	    "allow relay CIDR to DOMAIN-PATTERN [--for DURATION | --until TIME] [--comment TEXT]";
 
@@ -336,19 +391,21 @@ ctl_allow(struct proxy *px, int argc, char **argv, struct buf *out)
 		ctl_line(out, "error: usage: %s", usage);
 		return;
 	}
-	ctl_change(px, argc, argv, out, 1, usage, 5);
+	ctl_change(x, argc, argv, 1, usage, 5);
 }
 
 static void
-ctl_disallow(struct proxy *px, int argc, char **argv, struct buf *out)
+ctl_disallow(struct ctl_ctx *x, int argc, char **argv)
 {
+	struct buf *out = x->out;
+
 	static const char usage[] = "disallow relay CIDR to DOMAIN-PATTERN";
 
 	if (argc != 5 || strcmp(argv[1], "relay") != 0) {
 		ctl_line(out, "error: usage: %s", usage);
 		return;
 	}
-	ctl_change(px, argc, argv, out, 0, usage, 5);
+	ctl_change(x, argc, argv, 0, usage, 5);
 }
 
 /* ---- rules ------------------------------------------------------------------------ */
@@ -367,8 +424,11 @@ ctl_span(char *buf, size_t len, long long secs)
 }
 
 static void
-ctl_rules(struct proxy *px, int argc, char **argv, struct buf *out)
+ctl_rules(struct ctl_ctx *x, int argc, char **argv)
 {
+	struct proxy *px = x->px;
+	struct buf *out = x->out;
+
 	char text[CTL_RULE_TEXT], left[32];
 	time_t now = time(NULL);
 	size_t i, n = rules_count(px->rules);
@@ -473,8 +533,11 @@ ctl_envelope_line(char *buf, size_t len, const char *verb, const char *addr)
 }
 
 static void
-ctl_check(struct proxy *px, int argc, char **argv, struct buf *out)
+ctl_check(struct ctl_ctx *x, int argc, char **argv)
 {
+	struct proxy *px = x->px;
+	struct buf *out = x->out;
+
 	static const char usage[] =
 	    "check --client IP [--helo NAME] --from ADDR --to ADDR [--to ADDR ...]";
 	const struct pxconf *conf = px->conf;
@@ -586,8 +649,11 @@ ctl_check(struct proxy *px, int argc, char **argv, struct buf *out)
 /* ---- sessions, stats ---------------------------------------------------------------- */
 
 static void
-ctl_sessions(struct proxy *px, int argc, char **argv, struct buf *out)
+ctl_sessions(struct ctl_ctx *x, int argc, char **argv)
 {
+	struct proxy *px = x->px;
+	struct buf *out = x->out;
+
 	const struct session *s;
 	char c[SOCK_ADDR_LEN], sv[SOCK_ADDR_LEN], from[SMTP_ADDR_MAX * 4 + 3], st[16];
 	uint64_t now = ev_now(px->loop);
@@ -623,8 +689,11 @@ ctl_sessions(struct proxy *px, int argc, char **argv, struct buf *out)
 }
 
 static void
-ctl_stats(struct proxy *px, int argc, char **argv, struct buf *out)
+ctl_stats(struct ctl_ctx *x, int argc, char **argv)
 {
+	struct proxy *px = x->px;
+	struct buf *out = x->out;
+
 	const struct proxy_stats *st = &px->stats;
 	unsigned long long hits = 0;
 	size_t i, n = rules_count(px->rules);
@@ -660,8 +729,11 @@ ctl_stats(struct proxy *px, int argc, char **argv, struct buf *out)
 /* ---- reload, capture, help -------------------------------------------------------- */
 
 static void
-ctl_reload(struct proxy *px, int argc, char **argv, struct buf *out)
+ctl_reload(struct ctl_ctx *x, int argc, char **argv)
 {
+	struct proxy *px = x->px;
+	struct buf *out = x->out;
+
 	char *msg = NULL, *line, *save = NULL;
 	size_t len = 0;
 	FILE *mf;
@@ -689,20 +761,23 @@ ctl_reload(struct proxy *px, int argc, char **argv, struct buf *out)
 }
 
 static void
-ctl_capture(struct proxy *px, int argc, char **argv, struct buf *out)
+ctl_capture(struct ctl_ctx *x, int argc, char **argv)
 {
+	struct proxy *px = x->px;
+	struct buf *out = x->out;
+
 	(void)px;
 	(void)argc;
 	(void)argv;
 	ctl_line(out, "error: capture is not available in this version");
 }
 
-static void ctl_help(struct proxy *, int, char **, struct buf *);
+static void ctl_help(struct ctl_ctx *, int, char **);
 
 static const struct ctl_kw {
 	const char	*verb;
 	const char	*usage;
-	void		(*run)(struct proxy *, int, char **, struct buf *);
+	void		(*run)(struct ctl_ctx *, int, char **);
 } ctl_kws[] = {
 	{ "block",	"block sender PATTERN | block client CIDR [--for DURATION | --until TIME] [--comment TEXT]", ctl_block },
 	{ "unblock",	"unblock sender PATTERN | unblock client CIDR", ctl_unblock },
@@ -718,8 +793,11 @@ static const struct ctl_kw {
 };
 
 static void
-ctl_help(struct proxy *px, int argc, char **argv, struct buf *out)
+ctl_help(struct ctl_ctx *x, int argc, char **argv)
 {
+	struct proxy *px = x->px;
+	struct buf *out = x->out;
+
 	size_t i;
 
 	(void)px;
@@ -730,18 +808,20 @@ ctl_help(struct proxy *px, int argc, char **argv, struct buf *out)
 	ctl_line(out, "ok");
 }
 
-void
-ctlcmd_run(struct proxy *px, int argc, char **argv, struct buf *out)
+int
+ctlcmd_run(struct proxy *px, int argc, char **argv, struct ctl_conn *c)
 {
+	struct ctl_ctx x = { px, ctl_conn_out(c), c, 0 };
 	char esc[128];
 	size_t i;
 
 	for (i = 0; i < sizeof(ctl_kws) / sizeof(ctl_kws[0]); i++)
 		if (strcmp(argv[0], ctl_kws[i].verb) == 0) {
-			ctl_kws[i].run(px, argc, argv, out);
-			return;
+			ctl_kws[i].run(&x, argc, argv);
+			return x.pending;
 		}
-	ctl_line(out, "error: usage: unknown command '%s'; commands: block, unblock, allow, "
+	ctl_line(x.out, "error: usage: unknown command '%s'; commands: block, unblock, allow, "
 	    "disallow, rules, check, sessions, stats, reload, capture, help",
 	    log_escape(esc, sizeof(esc), argv[0], strlen(argv[0])));
+	return 0;
 }

@@ -13,8 +13,15 @@
 #include "buf.h"
 #include "proxy.h"
 
-/* Run one command (argv[0] is the verb); its whole answer is appended to out. */
-void	ctlcmd_run(struct proxy *px, int argc, char **argv, struct buf *out);
+struct ctl_conn;
+
+/*
+ * Run one command (argv[0] is the verb) for connection c. Returns 0 when its
+ * whole answer is in ctl_conn_out(c), or 1 when the answer comes later (a
+ * rule change being written to disk): then ctl_conn_resume(c) is called once
+ * it is complete.
+ */
+int	ctlcmd_run(struct proxy *px, int argc, char **argv, struct ctl_conn *c);
 
 /* "7d" / "90m" / "30s" / "2h" / "1w": seconds, or -1 if malformed or absurd. */
 long long ctlcmd_duration(const char *s);

@@ -8,6 +8,7 @@
 
 #include "live.h"
 #include "log.h"
+#include "persist.h"
 
 #define LIVE_EXPIRY_MAX_MS	(3600 * 1000)	/* re-check at least hourly (clock changes) */
 
@@ -19,33 +20,16 @@ live_rules_current(void *arg)
 	return rules_ref(px->rules);
 }
 
-int
-live_set_rules(struct proxy *px, struct ruleset *rs, char err[RULESFILE_ERR_LEN])
-{
-	if (rulesfile_save(px->conf->cf.rules_file, rs, err) == -1) {
-		rules_unref(rs);
-		return -1;
-	}
-	if (err[0] != '\0')
-		log_warnx("rules: %s", err);
-	rules_unref(px->rules);
-	px->rules = rs;
-	px->stats.rule_changes++;
-	live_expiry_arm(px);
-	return 0;
-}
-
 static void
 live_expire(struct ev_loop *loop, struct ev_timer *t, void *arg)
 {
 	struct proxy *px = arg;
-	char err[RULESFILE_ERR_LEN];
 	struct ruleset *rs;
 	size_t n = 0;
 
 	(void)loop;
 	(void)t;
-	if ((rs = rules_expire(px->rules, time(NULL), &n)) == NULL) {
+	if ((rs = rules_expire(persist_latest(px), time(NULL), &n)) == NULL) {
 		log_warnx("rules: expiry: out of memory; retrying");
 		ev_timer_set(px->loop, &px->expiry_timer, 1000, live_expire, px);
 		return;
@@ -55,19 +39,20 @@ live_expire(struct ev_loop *loop, struct ev_timer *t, void *arg)
 		live_expiry_arm(px);
 		return;
 	}
-	/* Expired rules already match nothing; this removes them from the file. */
-	if (live_set_rules(px, rs, err) == -1) {
-		log_warnx("rules: %zu expired rules stay in the file for now: %s", n, err);
-		ev_timer_set(px->loop, &px->expiry_timer, 60 * 1000, live_expire, px);
-		return;
-	}
+	/*
+	 * Expired rules already match nothing; this removes them from the
+	 * file. When it is written, persist.c re-arms this timer.
+	 */
 	log_info("rules: %zu expired rules removed", n);
+	if (persist_submit(px, rs, NULL, NULL) == -1)
+		ev_timer_set(px->loop, &px->expiry_timer, 1000, live_expire, px);
 }
 
 void
 live_expiry_arm(struct proxy *px)
 {
-	time_t next = rules_next_expiry(px->rules), now = time(NULL);
+	/* The newest ruleset: one whose expired rules are already queued for removal must not fire again. */
+	time_t next = rules_next_expiry(persist_latest(px)), now = time(NULL);
 	uint64_t ms;
 
 	if (next == 0) {
@@ -112,6 +97,12 @@ live_reload(struct proxy *px, FILE *out)
 	FILE *mf;
 	int nerr = 0;
 
+	if (persist_busy(px)) {
+		log_warnx("reload refused: a rule change is being written");
+		if (out != NULL)
+			fprintf(out, "a rule change is being written; try again\n");
+		return 1;
+	}
 	if ((mf = open_memstream(&msg, &len)) == NULL) {
 		log_warn("reload");
 		if (out != NULL)

@@ -1,7 +1,8 @@
 /*
  * live: changing what the running daemon does, from the control socket or
- * a signal. The rules: persisted first, then swapped in (readers never wait:
- * sessions hold references to the ruleset they use). The configuration:
+ * a signal. The rules: written by persist.c's thread first, then swapped in
+ * (readers never wait: sessions hold references to the ruleset they use).
+ * The configuration:
  * a new generation swapped in only if the whole file (and the rules file)
  * is valid. Rule expiry: a timer at the next until= of any rule.
  */
@@ -15,17 +16,12 @@
 /* The FSM's view of the live rules: a new reference to the current ruleset. */
 struct ruleset *live_rules_current(void *px);
 
-/*
- * Make rs (whose reference this takes over) the live ruleset: write it to
- * rules_file first; on failure nothing changes, rs is dropped and err says
- * why (-1). 0 when it is live and on disk.
- */
-int	live_set_rules(struct proxy *px, struct ruleset *rs, char err[RULESFILE_ERR_LEN]);
 
 /*
  * Re-read the configuration file and the rules file. Errors ("FILE:LINE:
  * message") and notes go to out (if not NULL), one a line; returns the number of errors
- * (0: the new configuration and rules are live). Also logs the outcome.
+ * (0: the new configuration and rules are live). Refused while a rule
+ * change is still being written. Also logs the outcome.
  */
 int	live_reload(struct proxy *px, FILE *out);
 

@@ -29,6 +29,7 @@
 #include "ev.h"
 #include "live.h"
 #include "log.h"
+#include "persist.h"
 #include "proxy.h"
 #include "rulesfile.h"
 #include "session.h"
@@ -249,6 +250,8 @@ main(int argc, char *argv[])
 	if (px_signals(&px) == -1)
 		fatal("signals");
 	px_listen(&px);
+	if (persist_start(&px) == -1)
+		fatal("rules writer thread");
 	if (ctl_open(&px, err) == -1)
 		fatalx("%s", err);
 	live_expiry_arm(&px);
@@ -262,6 +265,7 @@ main(int argc, char *argv[])
 	if (ev_run(px.loop) == -1)
 		log_warn("event loop");
 	log_info("stopped");
+	persist_stop(&px);	/* a write in flight completes first */
 	ctl_close(&px);
 	rules_unref(px.rules);
 	climap_free(px.clients);

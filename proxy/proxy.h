@@ -16,6 +16,7 @@
 struct session;
 struct climap;
 struct ctl;
+struct persist;
 
 struct proxy_stats {
 	time_t		started;		/* wall clock at start */
@@ -48,6 +49,7 @@ struct proxy {
 	int			 accept_paused;	/* out of fds: listeners off for a moment */
 	struct ev_timer		 accept_timer;
 	struct ctl		*ctl;		/* the control socket, NULL if none */
+	struct persist		*persist;	/* the rules file writer thread */
 
 	struct session		*sessions;	/* doubly linked list of live sessions */
 	unsigned		 nsessions;

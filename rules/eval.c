@@ -147,7 +147,7 @@ rules_key_eq(const char *key, const char *a, size_t len)
 	size_t i;
 
 	for (i = 0; i < len; i++)
-		if (key[i] != rules_lc((unsigned char)a[i]))
+		if ((unsigned char)key[i] != rules_lc((unsigned char)a[i]))
 			return 0;
 	return 1;
 }

@@ -671,6 +671,9 @@ rules_parse(const char *text, size_t len, rules_err_fn *err, void *arg)
 			nerr++;
 			continue;
 		}
+		/* a CR left at the end of the comment would not survive the next read */
+		while (llen > ln.cmt && s[llen - 1] == '\r')
+			llen--;
 		n = rules_node_new(&d.d_r, s + ln.cmt, llen - ln.cmt, text + pre, start - pre,
 		    rs->rs_seq, 0);
 		if (n == NULL || rules_set_push(rs, n) == -1) {
