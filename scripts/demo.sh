@@ -166,6 +166,51 @@ else
 	verdict FAIL "(d) blocked sender (swaks exit $RC)"
 fi
 
+CTL=("$BUILD/smtpwallctl" -s "$LAB_DIR/control.sock")
+ctl() {	# show and run one smtpwallctl command
+	echo "  \$ smtpwallctl$(printf ' %q' "$@")"
+	CTL_OUT=$("${CTL[@]}" "$@" 2>&1)
+	CTL_RC=$?
+	printf '%s\n' "$CTL_OUT" | indent
+}
+lab_in "$LAB_CLI" ip addr add 203.0.113.60/24 dev "${LAB_PREFIX}c"
+
+say "(e) The network monitor at 203.0.113.60 relays an alert to the admins' phones: 5550100@sms.carrier.example."
+note "It is not in trusted_networks, so its alert is refused like any relay attempt: the mail that silently never arrives."
+run_swaks monitor.example.net alert@monitor.example.net 5550100@sms.carrier.example 203.0.113.60
+E_REFUSED=0
+printf '%s\n' "$OUT" | grep -q '550 5.7.1 <5550100@sms.carrier.example>: Relay access denied' &&
+	! new_server_log | grep -q "sms.carrier.example" && E_REFUSED=1
+note "The administrator asks the running smtpwalld why, without sending any mail:"
+ctl check --client 203.0.113.60 --from alert@monitor.example.net --to 5550100@sms.carrier.example
+E_EXPLAINED=0
+printf '%s\n' "$CTL_OUT" | grep -q 'refused 550 5.7.1 (reason=relay: 203.0.113.60 is not in trusted_networks' &&
+	E_EXPLAINED=1
+note "...and lets the monitor relay to the SMS gateway, and nowhere else, live (no restart, on disk before ok):"
+ctl allow relay 203.0.113.60/32 to sms.carrier.example --comment "network monitor alerts"
+run_swaks monitor.example.net alert@monitor.example.net 5550100@sms.carrier.example 203.0.113.60
+if [ $E_REFUSED = 1 ] && [ $E_EXPLAINED = 1 ] && [ $RC = 0 ] &&
+	new_server_log | grep -q "RCPT TO:<5550100@sms.carrier.example>" &&
+	new_server_log | grep -q "message stored"; then
+	verdict OK "(e) the monitor's alert: refused, explained by smtpwallctl check, delivered after allow relay"
+else
+	verdict FAIL "(e) the monitor's alert (refused=$E_REFUSED explained=$E_EXPLAINED swaks exit $RC)"
+fi
+
+say "(f) A spam wave from *@wave.example: the administrator blocks it while smtpwalld runs."
+ctl block sender '*@wave.example' --for 2h --comment "spam wave"
+run_swaks demo-f.example.org promo@wave.example user@example.net 203.0.113.10
+F_BLOCKED=0
+printf '%s\n' "$OUT" | grep -q '550 5.7.1 <promo@wave.example>: Sender address rejected: blocked by policy' &&
+	! new_server_log | grep -qi "wave.example" && F_BLOCKED=1
+note "The live rules, with their hits and the time left before they expire:"
+ctl rules
+if [ $F_BLOCKED = 1 ] && printf '%s\n' "$CTL_OUT" | grep -q 'block sender \*@wave.example .*hits=1'; then
+	verdict OK "(f) a sender blocked live with smtpwallctl is refused at once; its rule counts the hit"
+else
+	verdict FAIL "(f) live block (blocked=$F_BLOCKED)"
+fi
+
 if ! kill -0 "$LAB_PROXY_PID" 2>/dev/null; then
 	verdict FAIL "smtpwalld is no longer running"
 fi
