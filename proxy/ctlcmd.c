@@ -334,6 +334,8 @@ ctl_change(struct ctl_ctx *x, int argc, char **argv, int add, const char *usage,
 	if (rs == NULL) {
 		if (errno == ENOENT)
 			ctl_line(out, "error: no such rule: %s", pc->text);
+		else if (errno == EINVAL)
+			ctl_line(out, "error: not a valid rule: %s", pc->text);
 		else
 			ctl_line(out, "error: out of memory; rules unchanged");
 		free(pc);
