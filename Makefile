@@ -50,7 +50,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 CMOCKA   := $(shell pkg-config --cflags --libs cmocka 2>/dev/null || echo -lcmocka)
 
-.PHONY: all deps check check-unit check-integration demo fuzz clean help
+.PHONY: all deps check check-unit check-integration demo fuzz bench clean help
 all: $(DAEMON) $(CTL)
 
 $(BUILD)/%.o: %.c
@@ -94,6 +94,14 @@ check-unit: $(UNIT_BIN)
 check-integration: $(DAEMON) $(CTL)
 	SMTPWALL_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -v -rs tests/integration
 
+# Benchmarks: plain C programs against the library, always optimized; each
+# prints its own tables (tests/bench/bench_rules.c: the live ruleset).
+$(BUILD)/bench_%: tests/bench/bench_%.c $(LIB)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -O2 -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
+
+bench: $(BUILD)/bench_rules
+	$(BUILD)/bench_rules
+
 demo: deps
 	$(MAKE) all
 	scripts/demo.sh $(abspath $(BUILD))
@@ -135,6 +143,8 @@ help:
 	@echo "make SANITIZE=address,undefined ...   same, built with ASan+UBSan into build-san/"
 	@echo "make WERROR=1 ...    warnings are errors"
 	@echo "make fuzz [FUZZ_SECONDS=60]   run every libFuzzer target (clang)"
+	@echo "make bench           the rules benchmark: load, change and lookup costs at 10^3..10^6 rules"
 	@echo "make clean"
 
--include $(LIB_OBJ:.o=.d) $(CTL_OBJ:.o=.d) $(BUILD)/proxy/main.d $(BUILD)/ctl/smtpwallctl.d $(UNIT_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(CTL_OBJ:.o=.d) $(BUILD)/proxy/main.d $(BUILD)/ctl/smtpwallctl.d $(UNIT_BIN:=.d) \
+	$(BUILD)/bench_rules.d

@@ -20,7 +20,11 @@
  *
  * The text around the rules is kept verbatim for rules_write: the comment
  * and blank lines before each rule go with that rule, its inline "# ..."
- * with it too, and what follows the last rule is the ruleset's tail.
+ * with it too, and what follows the last rule is the ruleset's tail. The
+ * lines before the first rule down to the last blank one among them are
+ * the file's header, which stays first whatever rule goes (a file with no
+ * rule is all header): the comments right above a rule are about it, a
+ * block set apart by a blank line is about the file.
  *
  * rules_rule_norm holds a rule built elsewhere (rules_add) to the checks a
  * parsed line passes, so that whatever rules_write writes parses back.
@@ -622,6 +626,26 @@ rules_rule_norm(const struct rules_rule *r, struct rules_rule *out, char pat[RUL
 
 /* ---- the whole text ------------------------------------------------------ */
 
+/* Where the text before the first rule stops being the file's header: past its last blank line. */
+static size_t
+rules_header_end(const char *s, size_t len)
+{
+	size_t i = 0, end = 0, j;
+
+	while (i < len) {
+		const char *nl = memchr(s + i, '\n', len - i);
+		size_t e = nl != NULL ? (size_t)(nl - s) + 1 : len;
+
+		for (j = i; j < e && (rules_isblank((unsigned char)s[j]) || s[j] == '\r' ||
+		    s[j] == '\n'); j++)
+			;
+		if (j == e)
+			end = e;
+		i = e;
+	}
+	return end;
+}
+
 static void
 rules_report(rules_err_fn *err, void *arg, unsigned line, const char *msg)
 {
@@ -641,7 +665,7 @@ rules_parse(const char *text, size_t len, rules_err_fn *err, void *arg)
 	if ((rs = rules_set_new()) == NULL)
 		goto nomem;
 	while (pos < len) {
-		const char *s = text + pos, *nl = memchr(s, '\n', len - pos);
+		const char *s = text + pos, *nl = memchr(s, '\n', len - pos), *nul;
 		size_t llen = nl != NULL ? (size_t)(nl - s) : len - pos, start = pos;
 		const struct rules_node *dup;
 		struct rules_node *n;
@@ -671,9 +695,19 @@ rules_parse(const char *text, size_t len, rules_err_fn *err, void *arg)
 			nerr++;
 			continue;
 		}
-		/* a CR left at the end of the comment would not survive the next read */
+		/*
+		 * The comment as a string (up to a NUL), without the CRs at its
+		 * end, which the next read would take for the line's end.
+		 */
+		if ((nul = memchr(s + ln.cmt, '\0', llen - ln.cmt)) != NULL)
+			llen = (size_t)(nul - s);
 		while (llen > ln.cmt && s[llen - 1] == '\r')
 			llen--;
+		if (rules_count(rs) == 0 && nerr == 0) {
+			pre = rules_header_end(text, start);
+			if (pre > 0 && rules_set_text(rs, 0, text, pre) == -1)
+				goto nomem;
+		}
 		n = rules_node_new(&d.d_r, s + ln.cmt, llen - ln.cmt, text + pre, start - pre,
 		    rs->rs_seq, 0);
 		if (n == NULL || rules_set_push(rs, n) == -1) {
@@ -688,7 +722,8 @@ rules_parse(const char *text, size_t len, rules_err_fn *err, void *arg)
 		errno = EINVAL;
 		return NULL;
 	}
-	if (rules_set_tail(rs, text + pre, len - pre) == -1)
+	/* after the last rule: the tail; with no rule at all: the header */
+	if (len > pre && rules_set_text(rs, rules_count(rs) > 0, text + pre, len - pre) == -1)
 		goto nomem;
 	return rs;
 

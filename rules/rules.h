@@ -131,7 +131,9 @@ typedef void rules_err_fn(void *arg, unsigned line, const char *msg);
  *   block client CIDR    [until=...] [comment="..."]
  *   allow relay CIDR to DOMAIN-PATTERN [until=...] [comment="..."]
  * Rules whose until= is already past at parse time are kept (expiry is
- * decided by rules_eval_* against their `now`).
+ * decided by rules_eval_* against their `now`). A line naming the same rule
+ * as an earlier line (rules_rule_same) is an error: "the same rule as line
+ * N". The comment and blank lines are recorded for rules_write().
  */
 struct ruleset *rules_parse(const char *text, size_t len, rules_err_fn *err, void *arg);
 struct ruleset *rules_empty(void);		/* NULL on ENOMEM */
@@ -158,13 +160,16 @@ int	rules_rule_format_key(const struct rules_rule *, char *buf, size_t len);
  * valid and unchanged for whoever holds it. A change costs O(log n) time and
  * memory, not O(n): adding one rule to a ruleset of 10^6 rules takes
  * microseconds. Hit counters live in the rule and are shared by every
- * ruleset holding it (read them with __atomic_load_n).
+ * ruleset holding it (read them with __atomic_load_n); a rule replaced by
+ * rules_add starts from the count of the one it replaces.
  */
 
 /*
- * One rule in the rules-file language (no newline). An inline "# comment"
- * after it is kept with the rule and written back by rules_write(). The
- * result lives in *out until rules_rule_clear(out). 0, or -1 with err set.
+ * One rule in the rules-file language (no CR, LF or NUL). An inline
+ * "# comment" after it is kept with the rule (out->line_comment) and
+ * written back by rules_write(). out->line is 0. The result lives in *out
+ * until rules_rule_clear(out) (harmless after a failed parse too). 0, or -1
+ * with err set.
  */
 int	rules_rule_parse(const char *line, size_t len, struct rules_rule *out,
 	    char err[RULES_ERR_LEN]);
@@ -174,9 +179,16 @@ void	rules_rule_clear(struct rules_rule *);
 int	rules_rule_same(const struct rules_rule *a, const struct rules_rule *b);
 
 /*
- * rs plus r. If rs already holds the same rule, that rule keeps its place
- * and hits and takes r's until and comment (*replaced = 1); otherwise r is
- * added after every existing rule (*replaced = 0). NULL on ENOMEM.
+ * rs plus r (rs NULL: an empty ruleset). If rs already holds the same rule,
+ * that rule keeps its place, hits, line and the text before it, and takes
+ * r's until and comment, and r's line_comment if it has one
+ * (*replaced = 1); otherwise r is added after every existing rule
+ * (*replaced = 0; replaced may be NULL). r need not come from
+ * rules_rule_parse, but must be what it could give: its pattern is
+ * lowercased / normalized, and a rule that would not parse back (bad CIDR,
+ * domain or glob, control characters, until= out of range, a line_comment
+ * that is not blanks then '#') gives NULL with errno EINVAL, so that
+ * rules_write never writes a file that fails to load. NULL on ENOMEM.
  */
 struct ruleset *rules_add(const struct ruleset *rs, const struct rules_rule *r, int *replaced);
 /* rs without the rule same as r. NULL with errno ENOENT (no such rule) or ENOMEM. */
@@ -193,7 +205,9 @@ time_t	rules_next_expiry(const struct ruleset *rs);
  * in the text it was parsed from and followed by its inline comment, kept
  * verbatim; lines after the last rule come last. So a file written by hand
  * keeps its comments through every rewrite; the comments of a removed rule
- * go with it.
+ * go with it, except the file's header: the lines before the first rule
+ * down to the last blank line among them (all of a file with no rule),
+ * which always come first. Rules are written in canonical form.
  */
 int	rules_write(const struct ruleset *rs,
 	    int (*write)(void *arg, const char *p, size_t n), void *arg);
@@ -202,8 +216,10 @@ int	rules_write(const struct ruleset *rs,
 /*
  * Lookups are indexed: their cost grows with the address (its bits, the
  * domain's labels), not with the number of rules, apart from sender globs
- * that have no literal domain (e.g. "spam*@*"), which are scanned. When
- * several rules match, the one earliest in file order decides.
+ * that have no literal domain (e.g. "spam*@*"), which are scanned, and
+ * rules that share one key (allow relay rules for one CIDR, block sender
+ * globs for one domain), which are checked one by one. When several rules
+ * match, the one earliest in file order decides.
  */
 
 /* Policy from the configuration file; immutable, owned by the config. */

@@ -43,7 +43,10 @@
  *   collecting the rules on the way; for allow relay each one's domain
  *   pattern is then checked. n prefixes cost at most 2n nodes.
  *
- * Measured with tests/bench/bench_rules.c (`make bench`): see the README.
+ * Measured by tests/bench/bench_rules.c (`make bench`) at 10^6 rules of
+ * its mix: load 1.1-1.6 s, 177 bytes a rule, rules_add ~5 us (p99 under
+ * 20 us), a MAIL lookup 0.5-0.7 us and a RCPT 0.9-1.2 us, where the linear
+ * scan this replaced took 40-60 ms and 6-12 ms.
  *
  * Never logs, never does I/O except through rules_write's callback.
  */
@@ -248,14 +251,24 @@ rules_set_clone(const struct ruleset *rs)
 		return rules_set_new();
 	if ((c = malloc(sizeof *c)) == NULL)
 		return NULL;
-	*c = *rs;
+	/* field by field: rs_refs is changing under other threads' feet */
 	c->rs_refs = 1;
+	c->rs_n = rs->rs_n;
+	c->rs_seq = rs->rs_seq;
+	c->rs_order = rs->rs_order;
+	c->rs_sender = rs->rs_sender;
+	c->rs_sender_scan = rs->rs_sender_scan;
+	memcpy(c->rs_trie, rs->rs_trie, sizeof c->rs_trie);
+	c->rs_head = rs->rs_head;
+	c->rs_tail = rs->rs_tail;
 	rules_bt_ref(c->rs_order);
 	rules_hamt_ref(c->rs_sender);
 	rules_rset_ref(&c->rs_sender_scan);
 	for (k = 0; k < RULES_T_N; k++)
 		for (f = 0; f < RULES_T_FAMS; f++)
 			rules_trie_ref(c->rs_trie[k][f]);
+	if (c->rs_head != NULL)
+		rules_ref_up(&c->rs_head->tx_refs);
 	if (c->rs_tail != NULL)
 		rules_ref_up(&c->rs_tail->tx_refs);
 	return c;
@@ -288,6 +301,7 @@ rules_unref(struct ruleset *rs)
 	for (k = 0; k < RULES_T_N; k++)
 		for (f = 0; f < RULES_T_FAMS; f++)
 			rules_trie_drop(&rs->rs_trie[k][f]);
+	rules_text_unref(rs->rs_head);
 	rules_text_unref(rs->rs_tail);
 	free(rs);
 }
@@ -359,8 +373,9 @@ rules_set_push(struct ruleset *rs, struct rules_node *n)
 }
 
 int
-rules_set_tail(struct ruleset *rs, const char *text, size_t len)
+rules_set_text(struct ruleset *rs, int tail, const char *text, size_t len)
 {
+	struct rules_text **tp = tail ? &rs->rs_tail : &rs->rs_head;
 	struct rules_text *t = NULL;
 
 	if (len > UINT32_MAX) {
@@ -374,8 +389,8 @@ rules_set_tail(struct ruleset *rs, const char *text, size_t len)
 		t->tx_len = (uint32_t)len;
 		memcpy(t->tx_s, text, len);
 	}
-	rules_text_unref(rs->rs_tail);
-	rs->rs_tail = t;
+	rules_text_unref(*tp);
+	*tp = t;
 	return 0;
 }
 
@@ -559,6 +574,8 @@ rules_write(const struct ruleset *rs, int (*write)(void *arg, const char *p, siz
 	w.w_len = 0;
 	if (rs == NULL)
 		return 0;
+	if (rs->rs_head != NULL && rules_wr_put(&w, rs->rs_head->tx_s, rs->rs_head->tx_len) == -1)
+		return -1;
 	if (rules_bt_walk(rs->rs_order, rules_wr_node, &w) == -1)
 		return -1;
 	if (rs->rs_tail != NULL && rules_wr_put(&w, rs->rs_tail->tx_s, rs->rs_tail->tx_len) == -1)

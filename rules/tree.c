@@ -1087,8 +1087,14 @@ rules_trie_mut(struct rules_trie **tp)
 		return 0;
 	if ((c = malloc(sizeof *c + t->tr_alen)) == NULL)
 		return -1;
-	memcpy(c, t, sizeof *c + t->tr_alen);
+	/* not the count: other threads may be changing it */
 	c->tr_refs = 1;
+	c->tr_plen = t->tr_plen;
+	c->tr_alen = t->tr_alen;
+	c->tr_rules = t->tr_rules;
+	c->tr_kid[0] = t->tr_kid[0];
+	c->tr_kid[1] = t->tr_kid[1];
+	memcpy(c->tr_addr, t->tr_addr, t->tr_alen);
 	rules_rset_ref(&c->tr_rules);
 	rules_trie_ref(c->tr_kid[0]);
 	rules_trie_ref(c->tr_kid[1]);

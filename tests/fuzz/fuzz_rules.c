@@ -3,10 +3,11 @@
  * - parse either succeeds or reports at least one error, never both;
  * - every parsed rule formats to a line that parses back to a rule that
  *   formats identically (round trip);
- * - after rules_add/rules_remove driven by the input's own lines (each line
- *   that parses as one rule is added, or removed when it starts with a
- *   blank), rules_write gives a file that parses without error to the same
- *   rules in the same order, and writes back byte for byte the same;
+ * - after rules_add/rules_remove driven by the input's own lines (the lines
+ *   after a "%%" line, or else all of them: each line that parses as one
+ *   rule is added, or removed when it starts with a blank), rules_write
+ *   gives a file that parses without error to the same rules in the same
+ *   order, and writes back byte for byte the same;
  * - the indexed rules_eval_sender/rules_eval_client decide by the same rule
  *   as a first-match linear scan, for addresses taken from the input.
  */
@@ -191,14 +192,21 @@ fz_lookups(const struct ruleset *rs, const uint8_t *data, size_t size)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *text = malloc(size ? size : 1);
+	char *text = malloc(size ? size : 1), *ops;
 	struct ruleset *rs;
+	size_t flen;
 	int errors = 0;
 
 	if (text == NULL)
 		return 0;
 	memcpy(text, data, size);
-	rs = rules_parse(text, size, fz_count, &errors);
+	ops = size >= 4 ? memmem(text, size, "\n%%\n", 4) : NULL;
+	flen = ops != NULL ? (size_t)(ops - text) + 1 : size;
+	if (ops != NULL)
+		ops += 4;
+	else
+		ops = text;
+	rs = rules_parse(text, flen, fz_count, &errors);
 	if (rs == NULL && errors == 0)
 		abort();
 	if (rs != NULL && errors != 0)
@@ -208,7 +216,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fz_write_round_trip(rs);
 	} else if ((rs = rules_empty()) == NULL)
 		abort();
-	rs = fz_changes(rs, text, size);
+	rs = fz_changes(rs, ops, size - (size_t)(ops - text));
 	fz_write_round_trip(rs);
 	fz_lookups(rs, data, size);
 	rules_unref(rs);

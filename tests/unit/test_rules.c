@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1646,14 +1647,33 @@ test_rules_write_keeps_hand_written_comments(void **state)
 	assert_string_equal(out2, want);
 	rules_unref(again);
 
-	/* a comment-only file stays what it was; an empty ruleset writes nothing */
+	/* the file's header (down to its last blank line) outlives the first rule */
+	v2 = tr_remove(v2, "block sender *@spam.example");
+	tr_write(v2, out, sizeof out);
+	assert_string_equal(out,
+	    "# smtpwall live rules\n"
+	    "# kept by hand and by smtpwallctl\n"
+	    "\n"
+	    "\n"
+	    "  # the SMS gateway\r\n"
+	    "allow relay 192.0.2.15/32 to sms.carrier.example\t# ops@example.com\n"
+	    "block sender *@new.example # added live\n"
+	    "block client 198.51.100.0/24\n"
+	    "\n"
+	    "# end of file: new rules go above this");
+
+	/* a comment-only file is all header: the first rule goes below it */
 	again = tr_parse_ok("# nothing yet\n\n");
 	tr_write(again, out, sizeof out);
 	assert_string_equal(out, "# nothing yet\n\n");
 	again = tr_add(again, "block client 192.0.2.1", 0);
 	tr_write(again, out, sizeof out);
-	assert_string_equal(out, "block client 192.0.2.1/32\n# nothing yet\n\n");
+	assert_string_equal(out, "# nothing yet\n\nblock client 192.0.2.1/32\n");
+	again = tr_remove(again, "block client 192.0.2.1");
+	tr_write(again, out, sizeof out);
+	assert_string_equal(out, "# nothing yet\n\n");
 	rules_unref(again);
+	/* an empty ruleset writes nothing */
 	again = rules_empty();
 	tr_write(again, out, sizeof out);
 	assert_string_equal(out, "");
@@ -1717,12 +1737,29 @@ tr_pick(uint64_t *s, size_t n)
 	return (size_t)(tr_rand(s) % n);
 }
 
+/* tmpl with its first '#' replaced by a, the next by b, in decimal; the length written. */
+static size_t
+tr_fill(char *buf, size_t size, const char *tmpl, unsigned a, unsigned b)
+{
+	size_t o = 0;
+	int nth = 0;
+
+	for (; *tmpl != '\0' && o + 12 < size; tmpl++) {
+		if (*tmpl == '#')
+			o += (size_t)snprintf(buf + o, size - o, "%u", nth++ == 0 ? a : b);
+		else
+			buf[o++] = *tmpl;
+	}
+	buf[o] = '\0';
+	return o;
+}
+
 static void
 tr_random_rule(uint64_t *s, char *buf, size_t size)
 {
 	static const char *sfmt[] = {
-		"*@d%u.example", "*@*.s%u.example", "u%u@d3.example", "*x@d%u.example",
-		"?@d%u.example", "*@*%u.example", "joe%u@*", "spam*%u", "*@d%u.example*",
+		"*@d#.example", "*@*.s#.example", "u#@d3.example", "*x@d#.example",
+		"?@d#.example", "*@*#.example", "joe#@*", "spam*#", "*@d#.example*",
 	};
 	static const char *fixed[] = { "<>", "*", "*@*", "\"q@x\"@d1.example" };
 	static const char *dom[] = { "a.example", ".example", ".b.example", "[192.0.2.1]", "d1.example" };
@@ -1738,8 +1775,8 @@ tr_random_rule(uint64_t *s, char *buf, size_t size)
 			    fixed[tr_pick(s, sizeof fixed / sizeof fixed[0])]);
 		else {
 			o = (size_t)snprintf(buf, size, "block sender ");
-			o += (size_t)snprintf(buf + o, size - o,
-			    sfmt[tr_pick(s, sizeof sfmt / sizeof sfmt[0])], (unsigned)tr_pick(s, 600));
+			o += tr_fill(buf + o, size - o, sfmt[tr_pick(s, sizeof sfmt / sizeof sfmt[0])],
+			    (unsigned)tr_pick(s, 600), 0);
 		}
 	} else if (k < 8) {
 		switch (tr_pick(s, 6)) {
@@ -1858,12 +1895,13 @@ static void
 tr_model_check_lookups(const struct tr_model *m, const struct ruleset *rs, uint64_t *s, time_t now)
 {
 	static const char *addrs[] = {
-		"x@d%u.example", "U%u@D3.EXAMPLE", "a@mx.s%u.example", "a@s%u.example", "joe%u@d1.example",
-		"spamfoo%u", "x@d%u.example.org", "q%u@x.b%u.example", "\"q@x\"@d1.example", "@d%u.example",
-		"x@d%u.example.", "%u",
+		"x@d#.example", "U#@D3.EXAMPLE", "a@mx.s#.example", "a@s#.example", "joe#@d1.example",
+		"spamfoo#", "x@d#.example.org", "q#@x.b#.example", "\"q@x\"@d1.example", "@d#.example",
+		"x@d#.example.", "#",
 	};
+	/* numbers go in as decimal, which reads as hex in an IPv6 group too */
 	static const char *clients[] = {
-		"192.0.%u.%u", "::ffff:192.0.%u.%u", "2001:db8:%x::%u", "198.51.100.%u",
+		"192.0.#.#", "::ffff:192.0.#.#", "2001:db8:#::#", "198.51.100.#",
 	};
 	static const char *rdom[] = {
 		"a.example", "x.example", "y.b.example", "[192.0.2.1]", "d1.example", "example", "A.Example.",
@@ -1881,7 +1919,7 @@ tr_model_check_lookups(const struct tr_model *m, const struct ruleset *rs, uint6
 		if (tr_pick(s, 20) == 0)
 			addr[0] = '\0';
 		else
-			snprintf(addr, sizeof addr, addrs[tr_pick(s, sizeof addrs / sizeof addrs[0])], a, b);
+			tr_fill(addr, sizeof addr, addrs[tr_pick(s, sizeof addrs / sizeof addrs[0])], a, b);
 		for (want = 0; want < m->n; want++)
 			if (m->rule[want].kind == RULES_BLOCK_SENDER && tr_live(&m->rule[want], now) &&
 			    rules_sender_match(m->rule[want].pattern, strlen(m->rule[want].pattern),
@@ -1893,7 +1931,7 @@ tr_model_check_lookups(const struct tr_model *m, const struct ruleset *rs, uint6
 	}
 	for (k = 0; k < 2; k++) {
 		i = tr_pick(s, sizeof clients / sizeof clients[0]);
-		snprintf(ip, sizeof ip, clients[i], (unsigned)tr_pick(s, i == 2 ? 17 : 9),
+		tr_fill(ip, sizeof ip, clients[i], (unsigned)tr_pick(s, i == 2 ? 17 : 9),
 		    (unsigned)tr_pick(s, 256));
 		sa = tr_sa(ip, &ss);
 		for (want = 0; want < m->n; want++)
@@ -2148,6 +2186,96 @@ test_rules_thousands_of_versions_free_cleanly(void **state)
 	rules_unref(cur);
 }
 
+/*
+ * Readers on other threads hold snapshots and evaluate while this thread
+ * keeps changing the ruleset and dropping old versions, as the daemon's
+ * workers and control thread do: the last reference to a version, and to
+ * the nodes only it held, goes away on whichever thread lets go last.
+ */
+struct tr_live_set {
+	pthread_mutex_t	 mu;
+	struct ruleset	*cur;
+	int		 stop;
+	uint64_t	 lookups;
+};
+
+static void *
+tr_reader(void *arg)
+{
+	struct tr_live_set *ls = arg;
+	uint64_t seed = (uint64_t)(uintptr_t)&seed | 1, n = 0;
+	struct sockaddr_storage ss;
+	struct rules_verdict v;
+	char addr[64];
+
+	for (;;) {
+		struct ruleset *rs;
+		int k;
+
+		pthread_mutex_lock(&ls->mu);
+		if (ls->stop) {
+			ls->lookups += n;
+			pthread_mutex_unlock(&ls->mu);
+			return NULL;
+		}
+		rs = rules_ref(ls->cur);
+		pthread_mutex_unlock(&ls->mu);
+		for (k = 0; k < 20; k++) {
+			snprintf(addr, sizeof addr, "x@d%u.example", (unsigned)tr_pick(&seed, 600));
+			rules_eval_sender(rs, addr, strlen(addr), TR_NOW, &v);
+			snprintf(addr, sizeof addr, "192.0.%u.%u", (unsigned)tr_pick(&seed, 8),
+			    (unsigned)tr_pick(&seed, 256));
+			rules_eval_client(rs, tr_sa(addr, &ss), TR_NOW, &v);
+			if (rules_count(rs) > 0)
+				(void)rules_get(rs, tr_pick(&seed, rules_count(rs)))->pattern[0];
+			n++;
+		}
+		rules_unref(rs);
+	}
+}
+
+static void
+test_rules_versions_shared_across_threads(void **state)
+{
+	struct tr_live_set ls;
+	pthread_t th[3];
+	uint64_t seed = 99;
+	char line[200];
+	size_t i;
+
+	(void)state;
+	pthread_mutex_init(&ls.mu, NULL);
+	ls.cur = rules_empty();
+	ls.stop = 0;
+	ls.lookups = 0;
+	for (i = 0; i < 3; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, tr_reader, &ls), 0);
+	for (i = 0; i < 4000; i++) {
+		struct rules_rule x;
+		struct ruleset *n, *old;
+
+		tr_random_rule(&seed, line, sizeof line);
+		tr_rule(line, &x);
+		n = tr_pick(&seed, 3) == 0 ? rules_remove(ls.cur, &x) : rules_add(ls.cur, &x, NULL);
+		rules_rule_clear(&x);
+		if (n == NULL)
+			continue;
+		pthread_mutex_lock(&ls.mu);
+		old = ls.cur;
+		ls.cur = n;
+		pthread_mutex_unlock(&ls.mu);
+		rules_unref(old);
+	}
+	pthread_mutex_lock(&ls.mu);
+	ls.stop = 1;
+	pthread_mutex_unlock(&ls.mu);
+	for (i = 0; i < 3; i++)
+		pthread_join(th[i], NULL);
+	assert_true(ls.lookups > 0);
+	rules_unref(ls.cur);
+	pthread_mutex_destroy(&ls.mu);
+}
+
 /* ---- lifetime and names ----------------------------------------------------- */
 
 static void
@@ -2222,6 +2350,7 @@ main(void)
 		cmocka_unit_test(test_rules_random_changes_match_a_linear_model),
 		cmocka_unit_test(test_rules_big_ruleset_shrinks_and_grows),
 		cmocka_unit_test(test_rules_thousands_of_versions_free_cleanly),
+		cmocka_unit_test(test_rules_versions_shared_across_threads),
 		cmocka_unit_test(test_rules_refcount_frees_at_zero),
 		cmocka_unit_test(test_rules_reason_str_names),
 	};
