@@ -657,7 +657,7 @@ ctl_sessions(struct ctl_ctx *x, int argc, char **argv)
 	struct buf *out = x->out;
 
 	const struct session *s;
-	char c[SOCK_ADDR_LEN], sv[SOCK_ADDR_LEN], from[SMTP_ADDR_MAX * 4 + 3], st[16];
+	char c[SOCK_ADDR_LEN], sv[SOCK_ADDR_LEN], from[SESS_FROM_LEN], st[16];
 	uint64_t now = ev_now(px->loop);
 	unsigned n = 0;
 	size_t i;
@@ -673,12 +673,7 @@ ctl_sessions(struct ctl_ctx *x, int argc, char **argv)
 		for (i = 0; name[i] != '\0' && i + 1 < sizeof(st); i++)
 			st[i] = (char)tolower((unsigned char)name[i]);
 		st[i] = '\0';
-		if (s->fsm.have_from) {
-			from[0] = '<';
-			log_escape(from + 1, sizeof(from) - 2, s->fsm.from, strlen(s->fsm.from));
-			strcat(from, ">");
-		} else
-			strcpy(from, "-");
+		sess_from_str(s, from);
 		ctl_line(out, "session=%016llx client=%s server=%s age=%llus state=%s from=%s "
 		    "rcpt_ok=%u rcpt_refused=%u messages=%u",
 		    (unsigned long long)s->id,

@@ -202,9 +202,9 @@ persist_stop(struct proxy *px)
 	pthread_join(p->thread, NULL);
 	ev_del(px->loop, p->efd);
 	close(p->efd);
-	/* Never acknowledged: those clients see their connection close. */
-	rules_unref(p->inflight.rs);
-	rules_unref(p->queued.rs);
+	/* Never acknowledged: say so rather than leave the clients waiting. */
+	persist_answer(&p->inflight, 0, "smtpwalld is stopping; this change may or may not be on disk");
+	persist_answer(&p->queued, 0, "smtpwalld is stopping; this change was not written");
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
 	free(p);

@@ -97,21 +97,28 @@ sess_log_event(void *arg, const struct smtp_event *ev)
 	}
 }
 
+char *
+sess_from_str(const struct session *s, char buf[SESS_FROM_LEN])
+{
+	if (!s->fsm.have_from) {
+		strcpy(buf, "-");
+		return buf;
+	}
+	buf[0] = '<';
+	log_escape(buf + 1, SESS_FROM_LEN - 2, s->fsm.from, strlen(s->fsm.from));
+	strcat(buf, ">");
+	return buf;
+}
+
 static void
 sess_log_summary(struct session *s)
 {
 	char c[SOCK_ADDR_LEN], sv[SOCK_ADDR_LEN];
-	char helo[SMTP_HELO_MAX * 4], from[SMTP_ADDR_MAX * 4];
+	char helo[SMTP_HELO_MAX * 4], from[SESS_FROM_LEN];
 	uint64_t ms = ev_now(s->px->loop) - s->start_ms;
 
 	log_escape(helo, sizeof(helo), s->fsm.helo, strlen(s->fsm.helo));
-	/* from=- when no MAIL was accepted: from=<> is the null sender. */
-	if (s->fsm.have_from) {
-		from[0] = '<';
-		log_escape(from + 1, sizeof(from) - 2, s->fsm.from, strlen(s->fsm.from));
-		strcat(from, ">");
-	} else
-		strcpy(from, "-");
+	sess_from_str(s, from);
 	log_info("session=%016llx client=%s server=%s helo=%s from=%s "
 	    "rcpt_ok=%u rcpt_refused=%u messages=%u bytes=%llu duration=%llu.%03llu "
 	    "result=%s",

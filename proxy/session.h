@@ -46,6 +46,14 @@ struct session {
 	const char		*result;	/* summary: why it ended */
 };
 
+#define SESS_FROM_LEN	(SMTP_ADDR_MAX * 4 + 3)
+
+/*
+ * The session's sender for a key=value line: "<escaped address>", or "-"
+ * when no MAIL was accepted ("<>" is the null sender). Returns buf.
+ */
+char	*sess_from_str(const struct session *s, char buf[SESS_FROM_LEN]);
+
 /* Accept every pending connection on a listener. */
 void	sess_accept(struct proxy *px, int lfd);
 
