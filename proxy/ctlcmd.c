@@ -344,7 +344,8 @@ ctl_change(struct ctl_ctx *x, int argc, char **argv, int add, const char *usage,
 	pc->conn = x->conn;
 	pc->verb = add ? (replaced ? "updated" : "added") : "removed";
 	if (persist_submit(x->px, rs, ctl_change_done, pc) == -1) {
-		ctl_line(out, "error: out of memory; rules unchanged");
+		ctl_line(out, "error: %s; rules unchanged",
+		    errno == ESHUTDOWN ? "smtpwalld is stopping" : "out of memory");
 		free(pc);
 		return;
 	}

@@ -49,6 +49,7 @@ struct persist {
 	char			 job_err[RULESFILE_ERR_LEN];
 
 	/* loop only */
+	int			 closing;	/* persist_stop() runs: no new submissions */
 	struct persist_batch	 inflight;	/* being written */
 	struct persist_batch	 queued;	/* the newest snapshot, written next */
 };
@@ -195,6 +196,7 @@ persist_stop(struct proxy *px)
 
 	if (p == NULL)
 		return;
+	p->closing = 1;
 	pthread_mutex_lock(&p->mu);
 	p->stop = 1;
 	pthread_cond_signal(&p->cv);
@@ -229,6 +231,11 @@ persist_submit(struct proxy *px, struct ruleset *rs, persist_done_fn *done, void
 	struct persist *p = px->persist;
 	struct persist_waiter *w = NULL;
 
+	if (p->closing) {
+		rules_unref(rs);
+		errno = ESHUTDOWN;
+		return -1;
+	}
 	if (done != NULL && (w = calloc(1, sizeof(*w))) == NULL) {
 		rules_unref(rs);
 		return -1;

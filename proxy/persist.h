@@ -37,7 +37,8 @@ const struct ruleset *persist_latest(const struct proxy *px);
 /*
  * Queue rs (this takes over its reference) to be written and made live.
  * done(arg, ...) is called exactly once, later, on the loop; done may be
- * NULL (expiry). 0, or -1 (ENOMEM) with rs dropped and done not called.
+ * NULL (expiry). 0, or -1 (ENOMEM, or ESHUTDOWN once persist_stop() has
+ * begun) with rs dropped and done not called.
  */
 int	persist_submit(struct proxy *px, struct ruleset *rs, persist_done_fn *done, void *arg);
 
