@@ -36,7 +36,7 @@ LDFLAGS  += $(SANFLAGS) -pthread
 
 # Everything but main() goes into one static library that the daemon and the
 # unit tests link, so tests exercise exactly the production objects.
-LIB_SRC  := $(filter-out proxy/main.c,$(wildcard proxy/*.c proxy/smtp/*.c)) $(wildcard rules/*.c)
+LIB_SRC  := $(filter-out proxy/main.c,$(wildcard proxy/*.c proxy/smtp/*.c)) $(wildcard rules/*.c) $(wildcard nfq/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libsmtpwall.a
 DAEMON   := $(BUILD)/smtpwalld
@@ -117,7 +117,7 @@ FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 FUZZ_FLAGS   := -std=gnu11 -g -O1 -D_GNU_SOURCE -I. -pthread -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all
 
-build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard proxy/*.h proxy/smtp/*.h rules/*.h)
+build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard proxy/*.h proxy/smtp/*.h rules/*.h nfq/*.h)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC)
 
