@@ -32,6 +32,7 @@ struct ctl_ctx {
 	struct proxy	*px;
 	struct buf	*out;
 	struct ctl_conn	*conn;
+	const char	*usage;		/* the command's usage, from its ctl_kws[] row */
 	int		 pending;	/* the answer comes later: ctl_conn_resume() */
 };
 
@@ -304,8 +305,9 @@ ctl_change_done(void *arg, int ok, const char *err)
  * writer; the answer comes when it is on disk and live.
  */
 static void
-ctl_change(struct ctl_ctx *x, int argc, char **argv, int add, const char *usage, int nwords)
+ctl_change(struct ctl_ctx *x, int argc, char **argv, int add, int nwords)
 {
+	const char *usage = x->usage;
 	struct buf *out = x->out;
 	struct ctl_pending *pc;
 	struct ctl_opts o;
@@ -356,59 +358,41 @@ ctl_change(struct ctl_ctx *x, int argc, char **argv, int add, const char *usage,
 static void
 ctl_block(struct ctl_ctx *x, int argc, char **argv)
 {
-	struct buf *out = x->out;
-
-	static const char usage[] =
-	    "block sender PATTERN | block client CIDR [--for DURATION | --until TIME] [--comment TEXT]";
-
 	if (argc < 3 || (strcmp(argv[1], "sender") != 0 && strcmp(argv[1], "client") != 0)) {
-		ctl_line(out, "error: usage: %s", usage);
+		ctl_line(x->out, "error: usage: %s", x->usage);
 		return;
 	}
-	ctl_change(x, argc, argv, 1, usage, 3);
+	ctl_change(x, argc, argv, 1, 3);
 }
 
 static void
 ctl_unblock(struct ctl_ctx *x, int argc, char **argv)
 {
-	struct buf *out = x->out;
-
-	static const char usage[] = "unblock sender PATTERN | unblock client CIDR";
-
 	if (argc != 3 || (strcmp(argv[1], "sender") != 0 && strcmp(argv[1], "client") != 0)) {
-		ctl_line(out, "error: usage: %s", usage);
+		ctl_line(x->out, "error: usage: %s", x->usage);
 		return;
 	}
-	ctl_change(x, argc, argv, 0, usage, 3);
+	ctl_change(x, argc, argv, 0, 3);
 }
 
 static void
 ctl_allow(struct ctl_ctx *x, int argc, char **argv)
 {
-	struct buf *out = x->out;
-
-	static const char usage[] =
-	    "allow relay CIDR to DOMAIN-PATTERN [--for DURATION | --until TIME] [--comment TEXT]";
-
 	if (argc < 2 || strcmp(argv[1], "relay") != 0) {
-		ctl_line(out, "error: usage: %s", usage);
+		ctl_line(x->out, "error: usage: %s", x->usage);
 		return;
 	}
-	ctl_change(x, argc, argv, 1, usage, 5);
+	ctl_change(x, argc, argv, 1, 5);
 }
 
 static void
 ctl_disallow(struct ctl_ctx *x, int argc, char **argv)
 {
-	struct buf *out = x->out;
-
-	static const char usage[] = "disallow relay CIDR to DOMAIN-PATTERN";
-
 	if (argc != 5 || strcmp(argv[1], "relay") != 0) {
-		ctl_line(out, "error: usage: %s", usage);
+		ctl_line(x->out, "error: usage: %s", x->usage);
 		return;
 	}
-	ctl_change(x, argc, argv, 0, usage, 5);
+	ctl_change(x, argc, argv, 0, 5);
 }
 
 /* ---- rules ------------------------------------------------------------------------ */
@@ -438,7 +422,7 @@ ctl_rules(struct ctl_ctx *x, int argc, char **argv)
 
 	(void)argv;
 	if (argc != 1) {
-		ctl_line(out, "error: usage: rules");
+		ctl_line(out, "error: usage: %s", x->usage);
 		return;
 	}
 	for (i = 0; i < n; i++) {
@@ -540,9 +524,7 @@ ctl_check(struct ctl_ctx *x, int argc, char **argv)
 {
 	struct proxy *px = x->px;
 	struct buf *out = x->out;
-
-	static const char usage[] =
-	    "check --client IP [--helo NAME] --from ADDR --to ADDR [--to ADDR ...]";
+	const char *usage = x->usage;
 	const struct pxconf *conf = px->conf;
 	struct sockaddr_storage ss;
 	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
@@ -609,7 +591,7 @@ ctl_check(struct ctl_ctx *x, int argc, char **argv)
 	}
 
 	for (i = 0; i < o.nto; i++) {
-		struct rules_rcpt r = { 0 };
+		struct rules_rcpt r;
 		char ip[SOCK_IP_LEN];
 
 		log_escape(esc, sizeof(esc), o.to[i], strlen(o.to[i]));
@@ -626,14 +608,7 @@ ctl_check(struct ctl_ctx *x, int argc, char **argv)
 			refused = 1;
 			continue;
 		}
-		r.local = c.path.local.p;
-		r.local_len = c.path.local.len;
-		r.domain = c.path.domain.p;
-		r.domain_len = c.path.domain.len;
-		r.flags = ((c.path.flags & SMTP_PATH_ROUTED) ? RULES_RCPT_ROUTED : 0) |
-		    ((c.path.flags & SMTP_PATH_PERCENT) ? RULES_RCPT_PERCENT : 0) |
-		    ((c.path.flags & SMTP_PATH_BANG) ? RULES_RCPT_BANG : 0) |
-		    ((c.path.flags & SMTP_PATH_AT) ? RULES_RCPT_AT : 0);
+		smtp_fsm_rcpt_of(&c.path, &r);
 		rules_eval_rcpt(&conf->policy, px->rules, sa, 0, &r, now, &v);
 		rules_hit_undo(v.rule);
 		ctl_explain_rcpt(&v, sock_ip_str(sa, ip), tnet, c.path.domain, why, sizeof(why));
@@ -665,7 +640,7 @@ ctl_sessions(struct ctl_ctx *x, int argc, char **argv)
 
 	(void)argv;
 	if (argc != 1) {
-		ctl_line(out, "error: usage: sessions");
+		ctl_line(out, "error: usage: %s", x->usage);
 		return;
 	}
 	for (s = px->sessions; s != NULL; s = s->next, n++) {
@@ -698,7 +673,7 @@ ctl_stats(struct ctl_ctx *x, int argc, char **argv)
 
 	(void)argv;
 	if (argc != 1) {
-		ctl_line(out, "error: usage: stats");
+		ctl_line(out, "error: usage: %s", x->usage);
 		return;
 	}
 	for (i = 0; i < n; i++)
@@ -739,7 +714,7 @@ ctl_reload(struct ctl_ctx *x, int argc, char **argv)
 
 	(void)argv;
 	if (argc != 1) {
-		ctl_line(out, "error: usage: reload");
+		ctl_line(out, "error: usage: %s", x->usage);
 		return;
 	}
 	if ((mf = open_memstream(&msg, &len)) == NULL) {
@@ -809,12 +784,13 @@ ctl_help(struct ctl_ctx *x, int argc, char **argv)
 int
 ctlcmd_run(struct proxy *px, int argc, char **argv, struct ctl_conn *c)
 {
-	struct ctl_ctx x = { px, ctl_conn_out(c), c, 0 };
+	struct ctl_ctx x = { px, ctl_conn_out(c), c, NULL, 0 };
 	char esc[128];
 	size_t i;
 
 	for (i = 0; i < sizeof(ctl_kws) / sizeof(ctl_kws[0]); i++)
 		if (strcmp(argv[0], ctl_kws[i].verb) == 0) {
+			x.usage = ctl_kws[i].usage;
 			ctl_kws[i].run(&x, argc, argv);
 			return x.pending;
 		}

@@ -332,7 +332,7 @@ fsm_cmd_rcpt(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
 {
 	const struct smtp_path *p = &c->path;
 	struct slice addr = fsm_path_text(p);
-	struct rules_rcpt r = { 0 };
+	struct rules_rcpt r;
 	struct rules_verdict v;
 
 	if (!f->tx_active) {
@@ -346,18 +346,7 @@ fsm_cmd_rcpt(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
 		return;
 	}
 
-	r.local = p->local.p;
-	r.local_len = p->local.len;
-	r.domain = p->domain.p;
-	r.domain_len = p->domain.len;
-	if (p->flags & SMTP_PATH_ROUTED)
-		r.flags |= RULES_RCPT_ROUTED;
-	if (p->flags & SMTP_PATH_PERCENT)
-		r.flags |= RULES_RCPT_PERCENT;
-	if (p->flags & SMTP_PATH_BANG)
-		r.flags |= RULES_RCPT_BANG;
-	if (p->flags & SMTP_PATH_AT)
-		r.flags |= RULES_RCPT_AT;
+	smtp_fsm_rcpt_of(p, &r);
 	fsm_rules_now(f);
 	rules_eval_rcpt(f->conf->policy, f->rules,
 	    (const struct sockaddr *)&f->client, f->authenticated, &r, f->now, &v);
@@ -370,6 +359,24 @@ fsm_cmd_rcpt(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
 	}
 	f->tx_rcpt++;
 	fsm_forward(f, c->verb, line, 0);
+}
+
+void
+smtp_fsm_rcpt_of(const struct smtp_path *p, struct rules_rcpt *r)
+{
+	r->local = p->local.p;
+	r->local_len = p->local.len;
+	r->domain = p->domain.p;
+	r->domain_len = p->domain.len;
+	r->flags = 0;
+	if (p->flags & SMTP_PATH_ROUTED)
+		r->flags |= RULES_RCPT_ROUTED;
+	if (p->flags & SMTP_PATH_PERCENT)
+		r->flags |= RULES_RCPT_PERCENT;
+	if (p->flags & SMTP_PATH_BANG)
+		r->flags |= RULES_RCPT_BANG;
+	if (p->flags & SMTP_PATH_AT)
+		r->flags |= RULES_RCPT_AT;
 }
 
 static void

@@ -180,6 +180,13 @@ void	smtp_fsm_client_timeout(struct smtp_fsm *);
  */
 void	smtp_fsm_server_failed(struct smtp_fsm *, int code, const char *enh, const char *text);
 
+/*
+ * The relay decision's view of a parsed RCPT path (slices into the path's
+ * line). The one translation from SMTP_PATH_* to RULES_RCPT_*, shared by
+ * sessions and `smtpwallctl check`, so that check judges exactly as they do.
+ */
+void	smtp_fsm_rcpt_of(const struct smtp_path *p, struct rules_rcpt *r);
+
 /* 1 if a reply from the server is awaited (arm timeout_server). */
 int	smtp_fsm_awaiting_server(const struct smtp_fsm *);
 /* 1 if the session is done: nothing owed either way and (QUIT, closed or client EOF). */
