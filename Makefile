@@ -49,9 +49,17 @@ CTL      := $(BUILD)/smtpwallctl
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 CMOCKA   := $(shell pkg-config --cflags --libs cmocka 2>/dev/null || echo -lcmocka)
+# nfq/nfq.c: libmnl and the mnl API of libnetfilter_queue.
+LDLIBS   += $(shell pkg-config --libs libmnl libnetfilter_queue 2>/dev/null || echo -lmnl -lnetfilter_queue)
+# smtpwall-firewall: its own small library (the rule generator, pure) and
+# main(); it reads the configuration with the daemon's own parser.
+FW_SRC   := $(filter-out fw/main.c,$(wildcard fw/*.c))
+FW_OBJ   := $(FW_SRC:%.c=$(BUILD)/%.o)
+FW_LIB   := $(BUILD)/libfw.a
+FW       := $(BUILD)/smtpwall-firewall
 
 .PHONY: all deps check check-unit check-integration demo fuzz bench clean help
-all: $(DAEMON) $(CTL)
+all: $(DAEMON) $(CTL) $(FW)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -70,6 +78,17 @@ $(CTL_LIB): $(CTL_OBJ)
 
 $(CTL): $(BUILD)/ctl/smtpwallctl.o $(CTL_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(FW_LIB): $(FW_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(FW): $(BUILD)/fw/main.o $(FW_LIB) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/test_fw: tests/unit/test_fw.c $(FW_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(FW_LIB) $(LIB) $(LDFLAGS) $(CMOCKA) $(LDLIBS)
 
 # The client's unit test links the client's library, not the daemon's.
 $(BUILD)/tests/test_ctl: tests/unit/test_ctl.c $(CTL_LIB)
@@ -92,7 +111,7 @@ check-unit: $(UNIT_BIN) $(BUILD)/bench_rules
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 # Root-only: network namespaces and netfilter. Skips itself, loudly, without root.
-check-integration: $(DAEMON) $(CTL)
+check-integration: $(DAEMON) $(CTL) $(FW)
 	SMTPWALL_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -v -rs tests/integration
 
 # Benchmarks: plain C programs against the library, always optimized; each
@@ -119,7 +138,7 @@ FUZZ_FLAGS   := -std=gnu11 -g -O1 -D_GNU_SOURCE -I. -pthread -fsanitize=fuzzer,a
 
 build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard proxy/*.h proxy/smtp/*.h rules/*.h nfq/*.h)
 	@mkdir -p build-fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
 
 fuzz: $(FUZZ_BIN)
 	@set -e; for f in $(FUZZ_BIN); do \
@@ -147,5 +166,5 @@ help:
 	@echo "make bench           the rules benchmark: load, change and lookup costs at 10^3..10^6 rules"
 	@echo "make clean"
 
--include $(LIB_OBJ:.o=.d) $(CTL_OBJ:.o=.d) $(BUILD)/proxy/main.d $(BUILD)/ctl/smtpwallctl.d $(UNIT_BIN:=.d) \
+-include $(LIB_OBJ:.o=.d) $(CTL_OBJ:.o=.d) $(FW_OBJ:.o=.d) $(BUILD)/fw/main.d $(BUILD)/proxy/main.d $(BUILD)/ctl/smtpwallctl.d $(UNIT_BIN:=.d) \
 	$(BUILD)/bench_rules.d

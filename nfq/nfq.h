@@ -1,13 +1,21 @@
 /*
  * nfq: first-packet admission through NFQUEUE. Public header of the module.
  *
- * So far this holds only the packet parser (nq_pkt.c): what NFQUEUE hands
- * over as NFQA_PAYLOAD (an IPv4 or IPv6 packet from its IP header, no link
- * layer, possibly cut at the queue's copy range) in, a connection tuple out.
- * The queue itself (nq_next, nq_verdict) will join it here.
+ * Three parts:
+ *  - the packet parser (nq_pkt.c): what NFQUEUE hands over as NFQA_PAYLOAD
+ *    (an IPv4 or IPv6 packet from its IP header, no link layer, possibly cut
+ *    at the queue's copy range) in, a connection tuple out. Pure.
+ *  - the queue (nfq.c): one bound NFQUEUE number over libmnl and the mnl API
+ *    of libnetfilter_queue (nfq_nlmsg_*). Pull API: nq_next() hands out one
+ *    packet at a time until NQ_AGAIN; nq_verdict() queues the verdict, and
+ *    the verdicts go out batched, several netlink messages per sendmsg().
+ *  - the rate table (nq_rate.c): a token bucket per client address with
+ *    bounded memory, for client_rate. Pure (the caller passes the clock).
  *
- * Never: logs, allocates, does I/O, includes anything from proxy/, rules/ or
- * capture/. The parser is pure and keeps no state, so any thread may call it.
+ * Never: logs, includes anything from proxy/, rules/ or capture/. Errors are
+ * -1 with errno, or text in err[NQ_ERR_LEN]. A struct nq or struct nq_rate
+ * belongs to one thread at a time (no locking inside); the parser keeps no
+ * state, so any thread may call it.
  */
 #ifndef SMTPWALL_NFQ_H
 #define SMTPWALL_NFQ_H
@@ -77,5 +85,96 @@ int nq_tuple_is_syn(const struct nq_tuple *t);
  * *out, zeroed first; ss_family stays AF_UNSPEC if t->family is neither.
  */
 void nq_tuple_client(const struct nq_tuple *t, struct sockaddr_storage *out);
+
+/* ---- the queue (nfq.c) ------------------------------------------------- */
+
+#define NQ_ERR_LEN	256
+
+struct nq;				/* opaque: one bound queue */
+
+struct nq_conf {
+	uint16_t	queue;		/* the queue number */
+	int		fail_open;	/* NFQA_CFG_F_FAIL_OPEN: accept, not drop, when the queue is full */
+	uint32_t	maxlen;		/* NFQA_CFG_QUEUE_MAXLEN; 0: NQ_DEFAULT_MAXLEN */
+	int		rcvbuf;		/* SO_RCVBUFFORCE bytes; 0: NQ_DEFAULT_RCVBUF */
+};
+#define NQ_DEFAULT_MAXLEN	8192		/* packets waiting in the kernel */
+#define NQ_DEFAULT_RCVBUF	(8 << 20)
+#define NQ_COPY_RANGE		128		/* bytes of each packet copied: IP + TCP headers */
+
+/* One queued packet, valid until the next nq_next() or nq_close(). */
+struct nq_packet {
+	uint32_t	 id;		/* the packet id to give nq_verdict() */
+	const uint8_t	*payload;	/* IP header onwards, possibly cut at NQ_COPY_RANGE */
+	size_t		 len;
+	uint32_t	 ifindex;	/* NFQA_IFINDEX_INDEV, 0 if absent */
+	uint32_t	 mark;		/* NFQA_MARK, 0 if absent */
+};
+
+enum nq_verdict_kind { NQ_DROP = 0, NQ_ACCEPT = 1 };
+
+/*
+ * Open a netlink socket, bind it to conf->queue in copy-packet mode with
+ * NQ_COPY_RANGE bytes, set the flags (GSO; FAIL_OPEN when asked), the
+ * queue length and the receive buffer, and NETLINK_NO_ENOBUFS. The socket is
+ * non-blocking. NULL with err set on failure (EPERM without CAP_NET_ADMIN,
+ * EBUSY when another process holds the queue).
+ */
+struct nq	*nq_open(const struct nq_conf *conf, char err[NQ_ERR_LEN]);
+/* The socket, for an event loop or poll(): readable when packets wait. */
+int		 nq_fd(const struct nq *);
+/* Flush pending verdicts, unbind, close. NULL is fine. */
+void		 nq_close(struct nq *);
+
+#define NQ_AGAIN	0
+/*
+ * The next queued packet: 1 with *pkt filled, NQ_AGAIN when none is waiting
+ * (pending verdicts have then been sent), or -1 with errno on a socket
+ * error. Messages that are not packets (errors, acks) are consumed silently.
+ * Every packet handed out must get exactly one nq_verdict().
+ */
+int		 nq_next(struct nq *, struct nq_packet *pkt);
+/*
+ * Queue a verdict for packet id; with NQ_ACCEPT and set_mark, the packet's
+ * mark becomes `mark` (NFQA_MARK). Verdicts are sent when the batch is full,
+ * at the next NQ_AGAIN, or by nq_flush(). 0, or -1 with errno if a send
+ * failed (the verdicts of that batch are lost: the kernel then applies the
+ * queue's default when the queue is unbound).
+ */
+int		 nq_verdict(struct nq *, uint32_t id, enum nq_verdict_kind v, int set_mark,
+		     uint32_t mark);
+int		 nq_flush(struct nq *);
+
+struct nq_counters {
+	uint64_t	packets;	/* handed out by nq_next */
+	uint64_t	verdicts;	/* sent to the kernel */
+	uint64_t	sends;		/* sendmsg() calls: verdicts / sends is the batching */
+	uint64_t	enobufs;	/* receive overruns reported (packets lost to the queue's default) */
+};
+void		 nq_get_counters(const struct nq *, struct nq_counters *out);
+
+/* ---- the rate table (nq_rate.c) ------------------------------------------ */
+
+struct nq_rate;				/* opaque */
+
+/*
+ * A token bucket per client: `rate` connections per `per_s` seconds, burst
+ * `rate`, refilled continuously. IPv4 addresses are keyed whole; IPv6 ones
+ * by their /64 (one end site, as rotating addresses inside it must not
+ * multiply the allowance). At most max_entries clients are tracked; when
+ * full, the least recently seen one is evicted (it starts again with a full
+ * bucket). NULL on ENOMEM.
+ */
+struct nq_rate	*nq_rate_new(unsigned rate, unsigned per_s, size_t max_entries);
+void		 nq_rate_free(struct nq_rate *);
+/*
+ * One new connection from addr (family AF_INET: 4 bytes, AF_INET6: 16, in
+ * network order, as in struct nq_tuple) at now_ms (any monotonic clock):
+ * 1 if within the rate (a token was taken), 0 if over it.
+ */
+int		 nq_rate_take(struct nq_rate *, sa_family_t family, const uint8_t *addr,
+		     uint64_t now_ms);
+size_t		 nq_rate_count(const struct nq_rate *);	/* clients tracked */
+uint64_t	 nq_rate_evictions(const struct nq_rate *);
 
 #endif /* SMTPWALL_NFQ_H */

@@ -1,39 +1,9 @@
 /*
  * conf.c: configuration generations (see conf.h).
- *
- * Also the one place that says which configured features this version does
- * not have yet: a setting that would silently do nothing is refused here.
  */
 #include <stdlib.h>
 
 #include "conf.h"
-
-static int
-pxconf_check_supported(const struct config *cf, FILE *errf)
-{
-	int bad = 0;
-
-	if (cf->mode == CONFIG_MODE_TPROXY) {
-		fprintf(errf, "%s: mode = tproxy is not supported by this version; use redirect\n",
-		    cf->path);
-		bad++;
-	}
-	if (cf->nfqueue_on) {
-		fprintf(errf, "%s: nfqueue is not supported by this version; set nfqueue = off\n",
-		    cf->path);
-		bad++;
-	}
-	if (cf->client_rate) {
-		fprintf(errf, "%s: client_rate needs nfqueue, which this version does not support\n",
-		    cf->path);
-		bad++;
-	}
-	if (cf->xclient) {
-		fprintf(errf, "%s: xclient = on is not supported by this version\n", cf->path);
-		bad++;
-	}
-	return bad;
-}
 
 struct pxconf *
 pxconf_load(const char *path, const char *hostname, smtp_rules_fn *rules,
@@ -47,8 +17,6 @@ pxconf_load(const char *path, const char *hostname, smtp_rules_fn *rules,
 		return NULL;
 	}
 	*nerr = config_load(&c->cf, path, errf);
-	if (*nerr == 0)
-		*nerr = pxconf_check_supported(&c->cf, errf);
 	if (*nerr != 0) {
 		config_free(&c->cf);
 		free(c);
@@ -70,6 +38,7 @@ pxconf_load(const char *path, const char *hostname, smtp_rules_fn *rules,
 		.bare_lf = c->cf.bare_lf == CONFIG_BARE_LF_NORMALIZE ?
 		    SMTP_DATA_NORMALIZE : SMTP_DATA_REJECT,
 		.hostname = hostname,
+		.xclient = c->cf.xclient,
 	};
 	return c;
 }

@@ -24,6 +24,18 @@
 #define CONFIG_MAX_COMMANDS	32
 #define CONFIG_VERB_MAX		16
 
+/*
+ * The contract between smtpwalld and smtpwall-firewall. With nfqueue, the
+ * daemon sets CONFIG_FW_MARK on every SYN it accepts, and the REDIRECT /
+ * TPROXY rules take only packets with that mark: a SYN that bypassed the
+ * queue (nfqueue_fail = open, daemon not running or queue full) goes to the
+ * server directly, never to a port where nothing listens. Under mode =
+ * tproxy, the same mark routes through table CONFIG_FW_TABLE (local
+ * delivery: `ip rule fwmark MARK lookup TABLE`, `local default dev lo`).
+ */
+#define CONFIG_FW_MARK		0x2525u
+#define CONFIG_FW_TABLE		2525
+
 enum config_mode { CONFIG_MODE_REDIRECT = 0, CONFIG_MODE_TPROXY };
 enum config_starttls { CONFIG_STARTTLS_STRIP = 0, CONFIG_STARTTLS_ALLOW };
 enum config_bare_lf { CONFIG_BARE_LF_REJECT = 0, CONFIG_BARE_LF_NORMALIZE };

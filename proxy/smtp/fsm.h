@@ -92,6 +92,7 @@ struct smtp_fsm_conf {
 	unsigned		 max_line_length;	/* CRLF included */
 	enum smtp_data_mode	 bare_lf;
 	const char		*hostname;	/* in our own 421 replies */
+	int			 xclient;	/* send XCLIENT when the server offers it (SPEC xclient) */
 };
 
 struct smtp_pending {
