@@ -1,0 +1,438 @@
+"""smtpwall-firewall against real netfilter, inside throwaway network namespaces.
+
+Every test gets its own namespace (prefix "swfw<pid>-"), with unrelated admin
+rules already in place (nft tables, iptables rules and a user chain in raw, nat
+and mangle for both families, ip rules, and routes, some of them in table 2525
+and with the mark 0x2525/0xff, i.e. deliberately close to smtpwall's own). The
+tool runs inside that namespace (`ip netns exec`), never in the root one.
+
+For each backend x mode x nfqueue setting: up, up again (idempotent), show,
+down, down again; the complete ruleset, both iptables-saves, both rule lists
+and every routing table must then be exactly as before (only packet/byte
+counters and iptables-save's timestamp comments are normalised).
+
+Plus: replacing one install by another (backend, mode), a failing command
+(rolled back, its stderr passed through), configuration errors (exit 2,
+nothing touched), -n (nothing touched), and one functional smoke check: a
+connection from a client namespace to some address:25 lands on the gateway's
+listener on :10025 (mode redirect, IPv4 and IPv6).
+"""
+import itertools
+import os
+import re
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import lab as labmod
+
+FW_MARK = "0x2525"
+FW_TABLE = "2525"
+LISTEN = "0.0.0.0:10025, [::]:10025"
+_seq = itertools.count()
+
+
+def fw_path():
+    return labmod.build_dir() / "smtpwall-firewall"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _built():
+    if os.geteuid() != 0:
+        pytest.skip("FIREWALL TESTS SKIPPED: they need root (network namespaces, netfilter)")
+    if not os.access(fw_path(), os.X_OK):
+        pytest.skip("SMTPWALL-FIREWALL NOT BUILT: %s does not exist (run `make`, or set SMTPWALL_BUILD)"
+                    % fw_path())
+
+
+def run(ns, *argv, check=True, input=None, env=None):
+    cmd = ["ip", "netns", "exec", ns] + [str(a) for a in argv]
+    p = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60, env=env)
+    if check and p.returncode != 0:
+        raise AssertionError("%s: exit %d\nstdout:\n%s\nstderr:\n%s"
+                             % (" ".join(cmd), p.returncode, p.stdout, p.stderr))
+    return p
+
+
+class Namespace:
+    """One network namespace with a unique name; deleted at the end, whatever happened."""
+
+    def __init__(self):
+        self.name = "swfw%d-%d" % (os.getpid(), next(_seq))
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        try:
+            run(self.name, "ip", "link", "set", "lo", "up")
+        except BaseException:
+            self.delete()
+            raise
+
+    def delete(self):
+        subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+    def sh(self, *argv, **kw):
+        return run(self.name, *argv, **kw)
+
+    def fw(self, *args, env=None):
+        return run(self.name, fw_path(), *args, check=False, env=env)
+
+
+ADMIN_NFT = """\
+table inet admin {
+	chain input {
+		type filter hook input priority filter; policy accept;
+		tcp dport 22 counter accept
+	}
+}
+table ip admin_nat {
+	chain pre {
+		type nat hook prerouting priority dstnat; policy accept;
+		tcp dport 8080 redirect to :80
+	}
+}
+"""
+
+
+def admin_rules(ns):
+    """What an administrator had before smtpwall: must survive up/down untouched."""
+    ns.sh("nft", "-f", "-", input=ADMIN_NFT)
+    for tool, src in (("iptables", "203.0.113.99"), ("ip6tables", "2001:db8:99::1")):
+        ns.sh(tool, "-w", "-t", "raw", "-A", "PREROUTING", "-s", src, "-j", "ACCEPT")
+        ns.sh(tool, "-w", "-t", "nat", "-N", "ADMIN")
+        ns.sh(tool, "-w", "-t", "nat", "-A", "ADMIN", "-p", "tcp", "--dport", "8025", "-j", "REDIRECT",
+              "--to-ports", "8026")
+        ns.sh(tool, "-w", "-t", "nat", "-A", "PREROUTING", "-j", "ADMIN")
+        ns.sh(tool, "-w", "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "--dport", "587", "-j", "MARK",
+              "--set-mark", "7")
+    ns.sh("ip", "rule", "add", "fwmark", "7", "lookup", "100")
+    ns.sh("ip", "rule", "add", "fwmark", "0x2525/0xff", "lookup", FW_TABLE)   # close to ours, not ours
+    ns.sh("ip", "-6", "rule", "add", "fwmark", "7", "lookup", "100")
+    ns.sh("ip", "route", "add", "198.51.100.0/24", "dev", "lo", "table", "100")
+    ns.sh("ip", "route", "add", "203.0.113.0/24", "dev", "lo", "table", FW_TABLE)
+    ns.sh("ip", "-6", "route", "add", "2001:db8:7::/48", "dev", "lo", "table", FW_TABLE)
+
+
+SNAP_CMDS = [
+    ("nft", "list", "ruleset"),
+    ("iptables-save",),
+    ("ip6tables-save",),
+    ("ip", "rule"),
+    ("ip", "-6", "rule"),
+    ("ip", "route", "show", "table", "all"),
+    ("ip", "-6", "route", "show", "table", "all"),
+]
+
+
+def normalise(text):
+    text = re.sub(r"counter packets \d+ bytes \d+", "counter packets 0 bytes 0", text)
+    text = re.sub(r"\[\d+:\d+\]", "[0:0]", text)
+    return "\n".join(l for l in text.splitlines()
+                     if not l.startswith("# Generated by") and not l.startswith("# Completed on"))
+
+
+def snapshot(ns):
+    return {" ".join(c): normalise(ns.sh(*c).stdout) for c in SNAP_CMDS}
+
+
+def assert_same(before, after, when):
+    for k in before:
+        assert before[k] == after[k], "%s: `%s` differs\n--- before\n%s\n--- after\n%s" % (
+            when, k, before[k], after[k])
+
+
+def write_config(tmp_path, text):
+    path = tmp_path / ("smtpwall-%d.conf" % next(_seq))
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def ns():
+    n = Namespace()
+    try:
+        admin_rules(n)
+        yield n
+    finally:
+        n.delete()
+
+
+# --- what this kernel can do (probed in throwaway namespaces) -------------------------
+
+_caps = {}
+
+
+def kernel_can(what):
+    if what not in _caps:
+        n = Namespace()
+        try:
+            if what == "nft_queue":
+                p = n.sh("nft", "-c", "-f", "-", check=False, input=(
+                    "table inet probe {\n chain c {\n  type filter hook prerouting priority raw;\n"
+                    "  tcp dport 25 queue num 0\n }\n}\n"))
+            elif what == "ip6tables_tproxy":
+                p = n.sh("ip6tables", "-w", "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "--dport", "25",
+                         "-j", "TPROXY", "--on-port", "10025", "--tproxy-mark", "0x2525/0xffffffff", check=False)
+            else:
+                raise ValueError(what)
+            _caps[what] = p.returncode == 0
+        finally:
+            n.delete()
+    return _caps[what]
+
+
+# --- the matrix ----------------------------------------------------------------------
+
+NFQ = {
+    "off": "",
+    "0-1closed": "nfqueue = 0-1\nnfqueue_fail = closed\n",
+    "3open": "nfqueue = 3\nnfqueue_fail = open\ninterfaces = swfwa0, swfwb0\n",
+}
+
+
+@pytest.mark.parametrize("nfq", sorted(NFQ))
+@pytest.mark.parametrize("mode", ["redirect", "tproxy"])
+@pytest.mark.parametrize("backend", ["nft", "iptables"])
+def test_up_show_down_restores_everything(ns, tmp_path, backend, mode, nfq):
+    conf = write_config(tmp_path, "listen = %s\nmode = %s\n%s" % (LISTEN, mode, NFQ[nfq]))
+    before = snapshot(ns)
+
+    p = ns.fw("up", "-c", conf, "--backend", backend)
+    if backend == "iptables" and mode == "tproxy" and not kernel_can("ip6tables_tproxy"):
+        # This kernel's ip6tables has no TPROXY target: a clear failure, then nothing left.
+        assert p.returncode == 1, p.stderr
+        assert "TPROXY" in p.stderr and "--backend nft" in p.stderr, p.stderr
+        assert "up failed: removing everything" in p.stderr, p.stderr
+        assert_same(before, snapshot(ns), "after the failed up")
+        return
+    assert p.returncode == 0, p.stderr
+    first = snapshot(ns)
+    p = ns.fw("up", "-c", conf, "--backend", backend)
+    assert p.returncode == 0, p.stderr
+    assert_same(first, snapshot(ns), "up twice vs up once")
+
+    nft = first["nft list ruleset"]
+    ipt = first["iptables-save"] + first["ip6tables-save"]
+    queued_by_nft = backend == "nft" and kernel_can("nft_queue")
+    if backend == "nft":
+        assert "table inet smtpwall" in nft
+        if nfq == "off" or queued_by_nft:
+            assert "SMTPWALL" not in ipt, ipt
+        want = "redirect to :10025" if mode == "redirect" else "tproxy ip to :10025"
+        assert want in nft, nft
+        if mode == "tproxy":
+            assert "tproxy ip6 to :10025" in nft and "socket transparent 1" in nft, nft
+    else:
+        assert "table inet smtpwall" not in nft
+        if mode == "redirect":
+            assert "-A SMTPWALL ! -i lo -p tcp -m tcp --dport 25 " in ipt or "3open" == nfq, ipt
+            assert "-j REDIRECT --to-ports 10025" in ipt, ipt
+        else:
+            assert "-j TPROXY --on-port 10025" in ipt, ipt
+            assert "-m socket --transparent" in ipt, ipt
+        assert "-A PREROUTING -j SMTPWALL" in ipt, ipt
+    if nfq == "off":
+        assert "queue" not in nft and "NFQUEUE" not in ipt
+        assert "meta mark 0x00002525 " not in nft and "--mark 0x2525 " not in ipt
+    else:
+        if queued_by_nft:
+            assert ("queue num 0-1" if nfq == "0-1closed" else "bypass") in nft, nft
+        else:
+            want = ("-j NFQUEUE --queue-balance 0:1" if nfq == "0-1closed"
+                    else "-j NFQUEUE --queue-num 3 --queue-bypass")
+            assert first["iptables-save"].count(want) >= 1, ipt
+            assert first["ip6tables-save"].count(want) >= 1, ipt
+            assert "*raw" in ipt and "-A PREROUTING -j SMTPWALL" in ipt
+            if backend == "nft" and nfq != "off":
+                assert "NFQUEUE rule goes into iptables" in p.stderr, p.stderr
+        if backend == "nft":
+            assert "meta mark 0x00002525 " in nft, nft
+        else:
+            assert "-m mark --mark 0x2525 " in ipt, ipt
+        if nfq == "3open":
+            assert ('iifname { "swfwa0", "swfwb0" }' in nft) or ("-i swfwb0" in ipt)
+    rules = first["ip rule"] + first["ip -6 rule"]
+    routes = first["ip route show table all"] + first["ip -6 route show table all"]
+    ours = "from all fwmark 0x2525 lookup 2525"
+    if mode == "tproxy":
+        assert first["ip rule"].count(ours) == 1 and first["ip -6 rule"].count(ours) == 1, rules
+        assert "local default dev lo table 2525" in routes, routes
+    else:
+        assert ours not in rules.replace("0x2525/0xff", "")
+        assert "local default dev lo table 2525" not in routes
+
+    s = ns.fw("show")
+    assert s.returncode == 0, s.stderr
+    if backend == "nft":
+        assert "# nft list table inet smtpwall" in s.stdout, s.stdout
+    else:
+        assert "# iptables -t %s" % ("nat" if mode == "redirect" else "mangle") in s.stdout, s.stdout
+        assert "# ip6tables -t" in s.stdout and "-c 0 0" in s.stdout, s.stdout
+        assert "-A PREROUTING -c 0 0 -j SMTPWALL" in s.stdout, s.stdout
+    if mode == "tproxy":
+        assert ours in s.stdout and "local default dev lo" in s.stdout, s.stdout
+        assert "203.0.113.0/24" in s.stdout    # with our route, show lists table 2525 as it is
+    else:
+        assert "table 2525" not in s.stdout
+    assert "fwmark 0x2525/0xff" not in s.stdout and "lookup 100" not in s.stdout
+
+    for i in range(2):
+        d = ns.fw("down")
+        assert d.returncode == 0, d.stderr
+        assert_same(before, snapshot(ns), "after down #%d" % (i + 1))
+    s = ns.fw("show")
+    assert s.returncode == 0 and "smtpwall-firewall: nothing installed" in s.stdout, s.stdout
+
+
+def test_down_on_a_clean_namespace_changes_nothing():
+    n = Namespace()
+    try:
+        before = snapshot(n)
+        d = n.fw("down")
+        assert d.returncode == 0 and d.stderr == "", d.stderr
+        assert_same(before, snapshot(n), "down with nothing installed")
+        s = n.fw("show")
+        assert s.returncode == 0 and s.stdout == "smtpwall-firewall: nothing installed\n", s.stdout
+    finally:
+        n.delete()
+
+
+def test_up_replaces_a_previous_install(ns, tmp_path):
+    before = snapshot(ns)
+    redirect = write_config(tmp_path, "listen = %s\n" % LISTEN)
+    tproxy_v4 = write_config(tmp_path, "listen = 0.0.0.0:10025\nmode = tproxy\nnfqueue = 2\n")
+    assert ns.fw("up", "-c", redirect).returncode == 0
+    p = ns.fw("up", "-c", tproxy_v4, "--backend", "iptables")
+    assert p.returncode == 0, p.stderr
+    assert "no IPv6 listener in listen: IPv6 port 25 is not intercepted" in p.stderr
+    snap = snapshot(ns)
+    assert "table inet smtpwall" not in snap["nft list ruleset"]
+    assert "SMTPWALL" not in snap["ip6tables-save"]
+    assert "TPROXY --on-port 10025" in snap["iptables-save"] and "NFQUEUE --queue-num 2" in snap["iptables-save"]
+    assert "from all fwmark 0x2525 lookup 2525" in snap["ip rule"]
+    assert "from all fwmark 0x2525 lookup 2525" not in snap["ip -6 rule"]
+    # back to nft redirect: every iptables piece and the policy routing go
+    p = ns.fw("up", "-c", redirect)
+    assert p.returncode == 0, p.stderr
+    snap = snapshot(ns)
+    assert "table inet smtpwall" in snap["nft list ruleset"]
+    assert "SMTPWALL" not in snap["iptables-save"] + snap["ip6tables-save"]
+    assert "from all fwmark 0x2525 lookup 2525" not in snap["ip rule"]
+    assert "local default dev lo table 2525" not in snap["ip route show table all"]
+    assert ns.fw("down").returncode == 0
+    assert_same(before, snapshot(ns), "after down")
+
+
+def test_a_failing_command_rolls_everything_back(ns, tmp_path):
+    """ip6tables fails on -A: up reports it (with the command's stderr) and removes what it did."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    real = subprocess.run(["sh", "-c", "command -v ip6tables"], capture_output=True, text=True).stdout.strip()
+    (fake / "ip6tables").write_text(
+        "#!/bin/sh\nfor a; do [ \"$a\" = -A ] && { echo 'fake ip6tables: refusing -A' >&2; exit 4; }; done\n"
+        "exec %s \"$@\"\n" % real)
+    (fake / "ip6tables").chmod(0o755)
+    env = dict(os.environ, PATH="%s:%s" % (fake, os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")))
+    conf = write_config(tmp_path, "listen = %s\nmode = tproxy\n" % LISTEN)
+    before = snapshot(ns)
+    p = ns.fw("up", "-c", conf, "--backend", "iptables", env=env)
+    assert p.returncode == 1, p.stderr
+    assert ("smtpwall-firewall: ip6tables -t mangle: adding the rule that marks packets of transparent "
+            "sockets: fake ip6tables: refusing -A") in p.stderr, p.stderr
+    assert "(exit status 4)" in p.stderr
+    assert "up failed: removing everything (down)" in p.stderr
+    assert_same(before, snapshot(ns), "after the failed up")
+
+
+@pytest.mark.parametrize("text,message", [
+    ("listen = 127.0.0.1:10025\n", "listen = 127.0.0.1:10025: a loopback address cannot receive"),
+    ("listen = 0.0.0.0:10025, [::1]:10025\n", "listen = [::1]:10025: a loopback address"),
+    ("listen = 0.0.0.0:10025\nmode = sideways\n", ":2: "),
+])
+def test_configuration_errors_touch_nothing(ns, tmp_path, text, message):
+    conf = write_config(tmp_path, text)
+    before = snapshot(ns)
+    p = ns.fw("up", "-c", conf)
+    assert p.returncode == 2, p.stderr
+    assert message in p.stderr, p.stderr
+    if message == ":2: ":
+        assert p.stderr.startswith("%s:2: " % conf), p.stderr       # the daemon's FILE:LINE: message
+    assert_same(before, snapshot(ns), "after a refused configuration")
+
+
+def test_usage_errors(ns, tmp_path):
+    for args in ([], ["sideways"], ["up", "--backend", "pf"], ["up", "down"], ["up", "--frobnicate"]):
+        p = ns.fw(*args)
+        assert p.returncode == 2, (args, p.stderr)
+        assert "usage: smtpwall-firewall up|down|show" in p.stderr
+    missing = tmp_path / "missing.conf"
+    p = ns.fw("up", "-c", missing)
+    assert p.returncode == 2 and "%s: No such file or directory" % missing in p.stderr, p.stderr
+
+
+def test_dry_run_changes_nothing(ns, tmp_path):
+    conf = write_config(tmp_path, "listen = %s\nmode = tproxy\nnfqueue = 0-1\n" % LISTEN)
+    before = snapshot(ns)
+    for backend in ("nft", "iptables"):
+        p = ns.fw("up", "-n", "-c", conf, "--backend", backend)
+        assert p.returncode == 0, p.stderr
+        assert "ip rule add fwmark 0x2525 lookup 2525" in p.stdout
+        assert ("nft -f - <<'EOF'" in p.stdout) == (backend == "nft")
+    p = ns.fw("down", "-n")
+    assert p.returncode == 0 and "nft delete table inet smtpwall" in p.stdout
+    assert_same(before, snapshot(ns), "after -n")
+
+
+# --- one functional smoke check: redirect really lands on the listener ---------------
+
+def test_redirect_smoke(tmp_path):
+    gw, cli = Namespace(), Namespace()
+    listeners = []
+    try:
+        veth_gw, veth_cli = "swfwg%d" % os.getpid(), "swfwc%d" % os.getpid()
+        subprocess.run(["ip", "link", "add", veth_gw, "netns", gw.name, "type", "veth", "peer", "name",
+                        veth_cli, "netns", cli.name], check=True)
+        gw.sh("ip", "addr", "add", "192.0.2.1/24", "dev", veth_gw)
+        gw.sh("ip", "addr", "add", "2001:db8:f::1/64", "dev", veth_gw, "nodad")
+        gw.sh("ip", "link", "set", veth_gw, "up")
+        cli.sh("ip", "addr", "add", "192.0.2.2/24", "dev", veth_cli)
+        cli.sh("ip", "addr", "add", "2001:db8:f::2/64", "dev", veth_cli, "nodad")
+        cli.sh("ip", "link", "set", veth_cli, "up")
+        cli.sh("ip", "route", "add", "default", "via", "192.0.2.1")
+        cli.sh("ip", "-6", "route", "add", "default", "via", "2001:db8:f::1")
+        conf = write_config(tmp_path, "listen = %s\ninterfaces = %s\n" % (LISTEN, veth_gw))
+        p = gw.fw("up", "-c", conf)
+        assert p.returncode == 0, p.stderr
+
+        with labmod.netns(gw.name):
+            for fam, addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+                s = socket.socket(fam, socket.SOCK_STREAM)
+                if fam == socket.AF_INET6:
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((addr, 10025))
+                s.listen(4)
+                s.settimeout(10)
+                listeners.append(s)
+        for (fam, dst), lst in zip(((socket.AF_INET, "198.51.100.25"), (socket.AF_INET6, "2001:db8:5::25")),
+                                   listeners):
+            with labmod.netns(cli.name):
+                c = socket.socket(fam, socket.SOCK_STREAM)
+            c.settimeout(10)
+            try:
+                c.connect((dst, 25))
+                c.sendall(b"EHLO smoke\r\n")
+                conn, peer = lst.accept()
+                conn.settimeout(10)
+                assert conn.recv(100) == b"EHLO smoke\r\n"
+                assert peer[0] in ("192.0.2.2", "2001:db8:f::2")
+                conn.close()
+            finally:
+                c.close()
+        assert gw.fw("down").returncode == 0
+    finally:
+        for s in listeners:
+            s.close()
+        gw.delete()
+        cli.delete()
