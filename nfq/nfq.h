@@ -116,12 +116,19 @@ enum nq_verdict_kind { NQ_DROP = 0, NQ_ACCEPT = 1 };
 /*
  * Open a netlink socket, bind it to conf->queue in copy-packet mode with
  * NQ_COPY_RANGE bytes, set the flags (GSO; FAIL_OPEN when asked), the
- * queue length and the receive buffer, and NETLINK_NO_ENOBUFS. The socket is
- * non-blocking. NULL with err set on failure (EPERM without CAP_NET_ADMIN,
- * EBUSY when another process holds the queue).
+ * queue length and the receive buffer, and NETLINK_NO_ENOBUFS. Each step
+ * waits for the kernel's ack (at most 5 s each), so its refusal is
+ * reported here. The socket is non-blocking. NULL with err set on failure,
+ * naming the queue, the step and the cause, e.g. "nfqueue 3: bind:
+ * Operation not permitted (another process holds this queue: netlink port
+ * id N)" or "nfqueue 3: bind: Permission denied (needs CAP_NET_ADMIN)"
+ * (the kernel answers EPERM or EACCES without the capability, EPERM for a
+ * queue bound elsewhere; /proc/net/netfilter/nfnetlink_queue tells them
+ * apart). Packets queued while the queue was being set up are given back
+ * to their hook (NF_REPEAT), which queues them again, configured.
  */
 struct nq	*nq_open(const struct nq_conf *conf, char err[NQ_ERR_LEN]);
-/* The socket, for an event loop or poll(): readable when packets wait. */
+/* The socket, for an event loop or poll(): readable when unread packets wait. */
 int		 nq_fd(const struct nq *);
 /* Flush pending verdicts, unbind, close. NULL is fine. */
 void		 nq_close(struct nq *);
@@ -130,16 +137,24 @@ void		 nq_close(struct nq *);
 /*
  * The next queued packet: 1 with *pkt filled, NQ_AGAIN when none is waiting
  * (pending verdicts have then been sent), or -1 with errno on a socket
- * error. Messages that are not packets (errors, acks) are consumed silently.
+ * error (or a failed send of pending verdicts, which stay pending).
+ * Messages that are not packets (errors, acks) are consumed silently; so
+ * are packets without a payload, given back with NF_REPEAT. Call it until
+ * NQ_AGAIN before waiting on nq_fd() again: one receive reads many packets,
+ * and those already read do not make the fd readable.
  * Every packet handed out must get exactly one nq_verdict().
  */
 int		 nq_next(struct nq *, struct nq_packet *pkt);
 /*
  * Queue a verdict for packet id; with NQ_ACCEPT and set_mark, the packet's
- * mark becomes `mark` (NFQA_MARK). Verdicts are sent when the batch is full,
- * at the next NQ_AGAIN, or by nq_flush(). 0, or -1 with errno if a send
- * failed (the verdicts of that batch are lost: the kernel then applies the
- * queue's default when the queue is unbound).
+ * mark becomes `mark` (NFQA_MARK; a drop ignores it). Verdicts go out
+ * together, several netlink messages in one sendto(), when the batch is
+ * full, before nq_next() reads again (so at the latest at NQ_AGAIN), by
+ * nq_flush() and by nq_close(). 0, or -1 with errno if the batch was full
+ * and could not be sent: this verdict was not queued (it may be given
+ * again), the pending ones stay queued for the next try. nq_flush(): 0, or
+ * -1 with errno, the pending verdicts kept. A packet that never gets its
+ * verdict waits in the kernel until the queue is unbound, then is dropped.
  */
 int		 nq_verdict(struct nq *, uint32_t id, enum nq_verdict_kind v, int set_mark,
 		     uint32_t mark);
@@ -157,20 +172,30 @@ void		 nq_get_counters(const struct nq *, struct nq_counters *out);
 
 struct nq_rate;				/* opaque */
 
+#define NQ_RATE_MAX_PER_S	(7 * 86400)	/* longest period: a week */
+#define NQ_RATE_MAX_ENTRIES	(1u << 24)
+
 /*
  * A token bucket per client: `rate` connections per `per_s` seconds, burst
- * `rate`, refilled continuously. IPv4 addresses are keyed whole; IPv6 ones
- * by their /64 (one end site, as rotating addresses inside it must not
- * multiply the allowance). At most max_entries clients are tracked; when
- * full, the least recently seen one is evicted (it starts again with a full
- * bucket). NULL on ENOMEM.
+ * `rate`, refilled continuously (exactly, in integer arithmetic that cannot
+ * overflow). IPv4 addresses are keyed whole; IPv6 ones by their /64 (one
+ * end site, as rotating addresses inside it must not multiply the
+ * allowance). At most max_entries clients are tracked, in memory allocated
+ * here once; when full, the least recently seen one is evicted (it starts
+ * again with a full bucket). The hash is keyed with a random seed from
+ * getrandom(). NULL with errno: ENOMEM, EINVAL when rate or per_s or
+ * max_entries is 0, per_s > NQ_RATE_MAX_PER_S or max_entries >
+ * NQ_RATE_MAX_ENTRIES, or getrandom()'s error.
  */
 struct nq_rate	*nq_rate_new(unsigned rate, unsigned per_s, size_t max_entries);
 void		 nq_rate_free(struct nq_rate *);
 /*
  * One new connection from addr (family AF_INET: 4 bytes, AF_INET6: 16, in
  * network order, as in struct nq_tuple) at now_ms (any monotonic clock):
- * 1 if within the rate (a token was taken), 0 if over it.
+ * 1 if within the rate (a token was taken), 0 if over it. Either way the
+ * client counts as seen now. A now_ms earlier than one already seen for
+ * this client refills nothing. Another family is never limited (1) and
+ * not tracked.
  */
 int		 nq_rate_take(struct nq_rate *, sa_family_t family, const uint8_t *addr,
 		     uint64_t now_ms);

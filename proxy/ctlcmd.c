@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "admit.h"
 #include "control.h"
 #include "ctlcmd.h"
 #include "live.h"
@@ -668,7 +669,10 @@ ctl_stats(struct ctl_ctx *x, int argc, char **argv)
 	struct buf *out = x->out;
 
 	const struct proxy_stats *st = &px->stats;
+	const struct config *cf = &px->conf->cf;
+	struct admit_stats as;
 	unsigned long long hits = 0;
+	char key[400];
 	size_t i, n = rules_count(px->rules);
 
 	(void)argv;
@@ -696,6 +700,34 @@ ctl_stats(struct ctl_ctx *x, int argc, char **argv)
 	ctl_line(out, "rule_hits=%llu", hits);
 	ctl_line(out, "rule_changes=%llu", (unsigned long long)st->rule_changes);
 	ctl_line(out, "reloads=%llu", (unsigned long long)st->reloads);
+	if (cf->nfqueue_on) {
+		admit_get_stats(px, &as);
+		if (cf->nfqueue_first == cf->nfqueue_last)
+			ctl_line(out, "nfqueue=%u", cf->nfqueue_first);
+		else
+			ctl_line(out, "nfqueue=%u-%u", cf->nfqueue_first, cf->nfqueue_last);
+		ctl_line(out, "nfq_syn_accepted=%llu", (unsigned long long)as.syn_accepted);
+		ctl_line(out, "nfq_syn_dropped_client=%llu", (unsigned long long)as.syn_dropped_client);
+		ctl_line(out, "nfq_syn_dropped_rate=%llu", (unsigned long long)as.syn_dropped_rate);
+		ctl_line(out, "nfq_other_packets=%llu", (unsigned long long)(as.not_syn + as.unparsed));
+		ctl_line(out, "nfq_verdicts=%llu", (unsigned long long)as.verdicts);
+		ctl_line(out, "nfq_sends=%llu", (unsigned long long)as.sends);
+		ctl_line(out, "nfq_errors=%llu", (unsigned long long)as.errors);
+		ctl_line(out, "rate_clients=%llu", (unsigned long long)as.rate_clients);
+		ctl_line(out, "rate_evictions=%llu", (unsigned long long)as.rate_evictions);
+	} else {
+		ctl_line(out, "nfqueue=off");
+	}
+	/* Per block client rule: with nfqueue, each hit is a dropped SYN. */
+	for (i = 0; i < n; i++) {
+		const struct rules_rule *r = rules_get(px->rules, i);
+		unsigned long long h = __atomic_load_n(&r->hits, __ATOMIC_RELAXED);
+
+		if (r->kind != RULES_BLOCK_CLIENT || h == 0)
+			continue;
+		rules_rule_format_key(r, key, sizeof(key));
+		ctl_line(out, "client_rule hits=%llu rule=\"%s\"", h, key);
+	}
 	ctl_line(out, "ok");
 }
 

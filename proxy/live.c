@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "admit.h"
 #include "live.h"
 #include "log.h"
 #include "persist.h"
@@ -79,12 +80,24 @@ live_keep_restart_only(struct proxy *px, struct pxconf *nc, FILE *out)
 		fprintf(out, "note: control_socket/control_group changed; they take effect at the next restart\n");
 	if (old->workers != cf->workers)
 		fprintf(out, "note: workers changed; it takes effect at the next restart\n");
+	if (old->mode != cf->mode)
+		fprintf(out, "note: mode changed; it takes effect at the next restart "
+		    "(and smtpwall-firewall up)\n");
+	if (old->nfqueue_on != cf->nfqueue_on || old->nfqueue_first != cf->nfqueue_first ||
+	    old->nfqueue_last != cf->nfqueue_last || old->nfqueue_fail != cf->nfqueue_fail)
+		fprintf(out, "note: nfqueue/nfqueue_fail changed; they take effect at the next restart "
+		    "(and smtpwall-firewall up)\n");
 	memcpy(cf->listen, old->listen, sizeof(cf->listen));
 	memcpy(cf->listen_len, old->listen_len, sizeof(cf->listen_len));
 	cf->nlisten = old->nlisten;
 	memcpy(cf->control_socket, old->control_socket, sizeof(cf->control_socket));
 	memcpy(cf->control_group, old->control_group, sizeof(cf->control_group));
 	cf->workers = old->workers;
+	cf->mode = old->mode;
+	cf->nfqueue_on = old->nfqueue_on;
+	cf->nfqueue_first = old->nfqueue_first;
+	cf->nfqueue_last = old->nfqueue_last;
+	cf->nfqueue_fail = old->nfqueue_fail;
 }
 
 int
@@ -138,6 +151,7 @@ live_reload(struct proxy *px, FILE *out)
 	px->conf = nc;
 	rules_unref(px->rules);
 	px->rules = rs;
+	admit_update(px);
 	if (!px->debug)
 		log_set_level((enum log_level)nc->cf.log_level);
 	live_expiry_arm(px);

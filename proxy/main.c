@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admit.h"
 #include "climap.h"
 #include "conf.h"
 #include "control.h"
@@ -184,7 +185,8 @@ px_listen(struct proxy *px)
 	for (i = 0; i < px->conf->cf.nlisten; i++) {
 		const struct sockaddr *sa = (const struct sockaddr *)&px->conf->cf.listen[i];
 
-		if ((fd = sock_listen(sa, px->conf->cf.listen_len[i], err)) == -1)
+		if ((fd = sock_listen(sa, px->conf->cf.listen_len[i],
+		    px->conf->cf.mode == CONFIG_MODE_TPROXY, err)) == -1)
 			fatalx("%s", err);
 		if (ev_add(px->loop, fd, EV_READ, px_accept_cb, px) == -1)
 			fatal("ev_add");
@@ -254,6 +256,8 @@ main(int argc, char *argv[])
 		fatal("rules writer thread");
 	if (ctl_open(&px, err) == -1)
 		fatalx("%s", err);
+	if (admit_start(&px, err, sizeof(err)) == -1)
+		fatalx("%s", err);
 	live_expiry_arm(&px);
 	if (px.conf->cf.workers > 1)
 		log_info("workers = %u: this version runs one event loop", px.conf->cf.workers);
@@ -265,6 +269,7 @@ main(int argc, char *argv[])
 	if (ev_run(px.loop) == -1)
 		log_warn("event loop");
 	log_info("stopped");
+	admit_stop(&px);	/* unbound: the kernel applies nfqueue_fail from here */
 	persist_stop(&px);	/* a write in flight completes first */
 	ctl_close(&px);
 	rules_unref(px.rules);

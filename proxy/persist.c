@@ -17,6 +17,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "admit.h"
 #include "live.h"
 #include "log.h"
 #include "persist.h"
@@ -148,6 +149,7 @@ persist_done(struct ev_loop *loop, int fd, unsigned events, void *arg)
 			log_warnx("rules: %s", err);
 		rules_unref(px->rules);
 		px->rules = rules_ref(p->inflight.rs);
+		admit_update(px);
 		live_expiry_arm(px);
 		persist_answer(&p->inflight, 1, NULL);
 	} else {

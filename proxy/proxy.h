@@ -17,6 +17,7 @@ struct session;
 struct climap;
 struct ctl;
 struct persist;
+struct admit;
 
 struct proxy_stats {
 	time_t		started;		/* wall clock at start */
@@ -50,6 +51,7 @@ struct proxy {
 	struct ev_timer		 accept_timer;
 	struct ctl		*ctl;		/* the control socket, NULL if none */
 	struct persist		*persist;	/* the rules file writer thread */
+	struct admit		*admit;		/* the NFQUEUE threads, NULL when nfqueue = off */
 
 	struct session		*sessions;	/* doubly linked list of live sessions */
 	unsigned		 nsessions;

@@ -94,6 +94,17 @@ sess_log_event(void *arg, const struct smtp_event *ev)
 		log_debug("session=%016llx state %s -> %s", (unsigned long long)s->id,
 		    smtp_state_str(ev->from), smtp_state_str(ev->to));
 		break;
+	case SMTP_EV_XCLIENT:
+		/* xclient = on: the server's reply that decided is untrusted text */
+		if (strcmp(ev->reason, "ok") == 0)
+			log_debug("session=%016llx xclient=ok", (unsigned long long)s->id);
+		else if (strcmp(ev->reason, "refused") == 0)
+			log_warnx("session=%016llx xclient=refused code=%d reply=\"%s\"",
+			    (unsigned long long)s->id, ev->code, a);
+		else
+			log_info("session=%016llx xclient=%s code=%d", (unsigned long long)s->id,
+			    ev->reason, ev->code);
+		break;
 	}
 }
 
@@ -120,13 +131,14 @@ sess_log_summary(struct session *s)
 	log_escape(helo, sizeof(helo), s->fsm.helo, strlen(s->fsm.helo));
 	sess_from_str(s, from);
 	log_info("session=%016llx client=%s server=%s helo=%s from=%s "
-	    "rcpt_ok=%u rcpt_refused=%u messages=%u bytes=%llu duration=%llu.%03llu "
+	    "rcpt_ok=%u rcpt_refused=%u messages=%u bytes=%llu%s%s duration=%llu.%03llu "
 	    "result=%s",
 	    (unsigned long long)s->id,
 	    sock_addr_str((struct sockaddr *)&s->caddr, c),
 	    sock_addr_str((struct sockaddr *)&s->saddr, sv),
 	    helo[0] ? helo : "-", from, s->fsm.rcpt_ok, s->fsm.rcpt_refused,
 	    s->fsm.messages, (unsigned long long)s->fsm.bytes,
+	    s->fsm.xc_result ? " xclient=" : "", s->fsm.xc_result ? s->fsm.xc_result : "",
 	    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
 	    s->result ? s->result : "ok");
 }
@@ -600,19 +612,62 @@ sess_admit(struct proxy *px, int fd, const struct sockaddr_storage *peer)
 	return 0;
 }
 
-/* Where this connection goes: the fixed upstream, or where the client meant to go. */
-static int
-sess_upstream(struct proxy *px, int fd, struct sockaddr_storage *dst)
+/* The configured address of the listener lfd (listeners are opened in config order). */
+static const struct sockaddr *
+sess_listener_addr(const struct proxy *px, int lfd)
 {
-	if (px->conf->cf.upstream_fixed) {
+	unsigned i;
+
+	for (i = 0; i < px->nlisten; i++)
+		if (px->listen_fd[i] == lfd)
+			return (const struct sockaddr *)&px->conf->cf.listen[i];
+	return NULL;
+}
+
+/*
+ * Where this connection goes: the fixed upstream, or where the client meant
+ * to go (from conntrack under REDIRECT, the socket's own address under TPROXY).
+ */
+static int
+sess_upstream(struct proxy *px, int fd, int lfd, struct sockaddr_storage *dst)
+{
+	struct sockaddr_storage orig;
+	const struct sockaddr *l;
+
+	if (px->conf->cf.mode == CONFIG_MODE_TPROXY) {
+		if ((l = sess_listener_addr(px, lfd)) == NULL) {
+			errno = ENOENT;
+			return -1;
+		}
+		if (sock_tproxy_dst(fd, l, &orig) == -1)
+			return -1;
+	} else if (!px->conf->cf.upstream_fixed && sock_original_dst(fd, &orig) == -1)
+		return -1;
+	if (px->conf->cf.upstream_fixed)
 		memcpy(dst, &px->conf->cf.upstream, sizeof(*dst));
-		return 0;
-	}
-	return sock_original_dst(fd, dst);
+	else
+		*dst = orig;
+	return 0;
+}
+
+/*
+ * The upstream connection: under TPROXY from the client's own address, so
+ * that the server sees and logs the real client; a fixed upstream of the
+ * other address family cannot be reached that way, and is reached from the
+ * gateway's address instead.
+ */
+static int
+sess_connect_upstream(struct session *s)
+{
+	const struct sockaddr *src = NULL;
+
+	if (s->conf->cf.mode == CONFIG_MODE_TPROXY && s->caddr.ss_family == s->saddr.ss_family)
+		src = (const struct sockaddr *)&s->caddr;
+	return sock_connect((struct sockaddr *)&s->saddr, src);
 }
 
 static void
-sess_start(struct proxy *px, int fd, const struct sockaddr_storage *peer)
+sess_start(struct proxy *px, int fd, int lfd, const struct sockaddr_storage *peer)
 {
 	struct session *s;
 	char ip[SOCK_ADDR_LEN], line[512];
@@ -632,10 +687,11 @@ sess_start(struct proxy *px, int fd, const struct sockaddr_storage *peer)
 	s->server.fd = -1;
 	s->start_ms = ev_now(px->loop);
 
-	if (sess_upstream(px, fd, &s->saddr) == -1) {
+	if (sess_upstream(px, fd, lfd, &s->saddr) == -1) {
 		log_info("session=%016llx client=%s refused: no original destination "
-		    "(not redirected by netfilter, and upstream = original)",
-		    (unsigned long long)s->id, sock_addr_str((const struct sockaddr *)peer, ip));
+		    "(a direct connection to the listener, not sent by the firewall's %s rule)",
+		    (unsigned long long)s->id, sock_addr_str((const struct sockaddr *)peer, ip),
+		    px->conf->cf.mode == CONFIG_MODE_TPROXY ? "TPROXY" : "REDIRECT");
 		snprintf(line, sizeof(line),
 		    "421 4.3.5 %s Error: no destination for this connection\r\n", px->hostname);
 		sess_refuse_early(fd, line);
@@ -668,7 +724,7 @@ sess_start(struct proxy *px, int fd, const struct sockaddr_storage *peer)
 	    sock_addr_str((struct sockaddr *)&s->caddr, ip),
 	    sock_addr_str((struct sockaddr *)&s->saddr, line));
 
-	if ((s->server.fd = sock_connect((struct sockaddr *)&s->saddr)) == -1) {
+	if ((s->server.fd = sess_connect_upstream(s)) == -1) {
 		log_info("session=%016llx connect %s: %s", (unsigned long long)s->id,
 		    sock_addr_str((struct sockaddr *)&s->saddr, ip), strerror(errno));
 		s->result = "server_unreachable";
@@ -724,7 +780,7 @@ sess_accept(struct proxy *px, int lfd)
 			return;
 		}
 		if (sess_admit(px, fd, &peer) == 0)
-			sess_start(px, fd, &peer);
+			sess_start(px, fd, lfd, &peer);
 	}
 }
 

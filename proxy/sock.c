@@ -30,8 +30,19 @@ sock_addr_len(const struct sockaddr *sa)
 	    sizeof(struct sockaddr_in);
 }
 
+/* IP_TRANSPARENT / IPV6_TRANSPARENT: may bind to, and accept for, non-local addresses. */
+static int
+sock_transparent(int fd, int family)
+{
+	int one = 1;
+
+	if (family == AF_INET6)
+		return setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one));
+	return setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one));
+}
+
 int
-sock_listen(const struct sockaddr *sa, socklen_t len, char err[SOCK_ERR_LEN])
+sock_listen(const struct sockaddr *sa, socklen_t len, int transparent, char err[SOCK_ERR_LEN])
 {
 	char addr[SOCK_ADDR_LEN];
 	int fd, one = 1;
@@ -45,6 +56,11 @@ sock_listen(const struct sockaddr *sa, socklen_t len, char err[SOCK_ERR_LEN])
 	    (sa->sa_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1)) {
 		snprintf(err, SOCK_ERR_LEN, "setsockopt: %s", strerror(errno));
+		goto bad;
+	}
+	if (transparent && sock_transparent(fd, sa->sa_family) == -1) {
+		snprintf(err, SOCK_ERR_LEN, "listen %s: IP_TRANSPARENT (mode = tproxy needs "
+		    "CAP_NET_ADMIN): %s", sock_addr_str(sa, addr), strerror(errno));
 		goto bad;
 	}
 	if (bind(fd, sa, len) == -1) {
@@ -112,21 +128,63 @@ sock_original_dst(int fd, struct sockaddr_storage *dst)
 }
 
 int
-sock_connect(const struct sockaddr *dst)
+sock_tproxy_dst(int fd, const struct sockaddr *listener, struct sockaddr_storage *dst)
 {
-	int fd, one = 1;
+	const struct sockaddr_in *l4 = (const struct sockaddr_in *)listener;
+	const struct sockaddr_in6 *l6 = (const struct sockaddr_in6 *)listener;
+	const struct sockaddr_in *d4 = (const struct sockaddr_in *)dst;
+	const struct sockaddr_in6 *d6 = (const struct sockaddr_in6 *)dst;
+	int direct;
+
+	if (sock_local_addr(fd, dst) == -1)
+		return -1;
+	if (dst->ss_family != listener->sa_family)
+		return 0;
+	if (dst->ss_family == AF_INET)
+		direct = d4->sin_port == l4->sin_port &&
+		    (l4->sin_addr.s_addr == htonl(INADDR_ANY) ||
+		    l4->sin_addr.s_addr == d4->sin_addr.s_addr);
+	else
+		direct = d6->sin6_port == l6->sin6_port &&
+		    (IN6_IS_ADDR_UNSPECIFIED(&l6->sin6_addr) ||
+		    memcmp(&l6->sin6_addr, &d6->sin6_addr, 16) == 0);
+	if (direct) {
+		errno = ENOENT;
+		return -1;
+	}
+	return 0;
+}
+
+int
+sock_connect(const struct sockaddr *dst, const struct sockaddr *src)
+{
+	struct sockaddr_storage from;
+	int fd, one = 1, e;
 
 	if ((fd = socket(dst->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
 		return -1;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, dst, sock_addr_len(dst)) == -1 && errno != EINPROGRESS) {
-		int e = errno;
-
-		close(fd);
-		errno = e;
-		return -1;
+	if (src != NULL) {
+		/* The client's address, a port of the kernel's choosing: reusing the
+		 * client's own port would be the very 4-tuple being intercepted. */
+		memcpy(&from, src, sock_addr_len(src));
+		if (from.ss_family == AF_INET6)
+			((struct sockaddr_in6 *)&from)->sin6_port = 0;
+		else
+			((struct sockaddr_in *)&from)->sin_port = 0;
+		(void)setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+		if (sock_transparent(fd, dst->sa_family) == -1 ||
+		    bind(fd, (struct sockaddr *)&from, sock_addr_len(src)) == -1)
+			goto bad;
 	}
+	if (connect(fd, dst, sock_addr_len(dst)) == -1 && errno != EINPROGRESS)
+		goto bad;
 	return fd;
+bad:
+	e = errno;
+	close(fd);
+	errno = e;
+	return -1;
 }
 
 int

@@ -3,7 +3,14 @@
  * one place: the listeners (SO_REUSEADDR, SO_REUSEPORT, IPV6_V6ONLY), the
  * accepted client sockets, and the non-blocking upstream connects. Also the
  * original destination of a REDIRECTed connection (SO_ORIGINAL_DST /
- * IP6T_SO_ORIGINAL_DST, read from conntrack), and address printing.
+ * IP6T_SO_ORIGINAL_DST, read from conntrack) or a TPROXYed one (the
+ * accepted socket's own address), and address printing.
+ *
+ * TPROXY (mode = tproxy): the listener is IP_TRANSPARENT, so it accepts
+ * connections to any address that the firewall's tproxy rule sends it, and
+ * the upstream socket is IP_TRANSPARENT too and bound to the client's
+ * address (port chosen by the kernel), so the server sees the real client.
+ * Both need CAP_NET_ADMIN.
  *
  * Never logs: errors are -1 with errno, or text in err[SOCK_ERR_LEN].
  */
@@ -17,8 +24,9 @@
 #define SOCK_ADDR_LEN	80	/* "[ffff:...:ffff]:65535" fits */
 #define SOCK_IP_LEN	64	/* INET6_ADDRSTRLEN and then some */
 
-/* A non-blocking listener bound to sa. fd, or -1 with err set. */
-int	sock_listen(const struct sockaddr *sa, socklen_t len, char err[SOCK_ERR_LEN]);
+/* A non-blocking listener bound to sa (IP_TRANSPARENT if transparent). fd, or -1 with err set. */
+int	sock_listen(const struct sockaddr *sa, socklen_t len, int transparent,
+	    char err[SOCK_ERR_LEN]);
 
 /* accept4(NONBLOCK|CLOEXEC); fd or -1 with errno (EAGAIN when none is waiting). */
 int	sock_accept(int lfd, struct sockaddr_storage *peer);
@@ -26,11 +34,23 @@ int	sock_accept(int lfd, struct sockaddr_storage *peer);
 /* Where the client meant to connect before the REDIRECT. 0, or -1 with errno (ENOENT: not redirected). */
 int	sock_original_dst(int fd, struct sockaddr_storage *dst);
 
+/*
+ * Where the client meant to connect under TPROXY: the accepted socket's own
+ * address. -1 with errno ENOENT if that is the listener's port on the
+ * listener's address (the client connected to the listener itself: not
+ * intercepted, and relaying it would loop back to us).
+ */
+int	sock_tproxy_dst(int fd, const struct sockaddr *listener, struct sockaddr_storage *dst);
+
 /* getsockname. 0 / -1. */
 int	sock_local_addr(int fd, struct sockaddr_storage *addr);
 
-/* Non-blocking connect to dst. fd (connection maybe still in progress), or -1 with errno. */
-int	sock_connect(const struct sockaddr *dst);
+/*
+ * Non-blocking connect to dst. fd (connection maybe still in progress), or -1
+ * with errno. With src (TPROXY: the client's address, same family as dst),
+ * the socket is IP_TRANSPARENT and bound to src's address with port 0.
+ */
+int	sock_connect(const struct sockaddr *dst, const struct sockaddr *src);
 
 /* After the connect completed (writable): 0, or the errno it failed with. */
 int	sock_connect_error(int fd);

@@ -1,8 +1,9 @@
 #!/bin/bash
 # demo.sh BUILD_DIR: smtpwall in a namespace lab, narrated.
 #
-# Builds a client, a gateway running BUILD_DIR/smtpwalld behind a netfilter
-# REDIRECT of port 25, and a mail server (the aiosmtpd recorder of the
+# Builds a client, a gateway running BUILD_DIR/smtpwalld behind the netfilter
+# rules BUILD_DIR/smtpwall-firewall installs (NFQUEUE admission of each SYN,
+# REDIRECT of port 25), and a mail server (the aiosmtpd recorder of the
 # integration tests); then sends mail with swaks, showing each SMTP dialog,
 # what smtpwalld logged and what the server received. Exits non-zero if any step
 # did not behave as described. Everything it created is removed on exit, also
@@ -70,9 +71,6 @@ lab_up || { echo "demo: could not build the namespaces" >&2; exit 1; }
 note "client   $LAB_CLI: 203.0.113.10 is a host on the Internet; 203.0.113.50 is a trusted internal host"
 note "gateway  $LAB_GW: routes between them; netfilter sends every TCP connection to port 25 to smtpwalld on :10025"
 note "server   $LAB_SRV: the real mail server of example.net at 198.51.100.25"
-lab_redirect || { echo "demo: could not install the REDIRECT rule" >&2; exit 1; }
-echo "  the gateway's netfilter rule:"
-lab_in "$LAB_GW" nft list table ip swt_nat | grep redirect | sed 's/^[[:space:]]*/    /'
 lab_start_server || { echo "demo: the mail server did not start:" >&2; cat "$LAB_DIR/server.err" >&2; exit 1; }
 SERVER_LOG=$LAB_DIR/server/commands.log
 touch "$SERVER_LOG"
@@ -88,6 +86,8 @@ rules_file = $LAB_DIR/rules
 control_socket = $LAB_DIR/control.sock
 capture_dir = $LAB_DIR/captures
 log_level = info
+nfqueue = 0
+nfqueue_fail = open
 EOF
 echo "block sender *@spam.example" >"$LAB_DIR/rules"
 say "Starting smtpwalld on the gateway with this configuration:"
@@ -99,6 +99,14 @@ if ! lab_start_proxy "$BUILD" "$CONF"; then
 	cat "$LAB_DIR/smtpwalld.log" >&2
 	exit 1
 fi
+say "Sending port 25 to it: smtpwall-firewall up, from the same configuration file."
+if ! lab_in "$LAB_GW" "$BUILD/smtpwall-firewall" up -c "$CONF" 2>&1 | indent; then
+	echo "demo: smtpwall-firewall up failed" >&2
+	exit 1
+fi
+note "What it installed (the queue rule goes through iptables where the kernel lacks nft_queue):"
+lab_in "$LAB_GW" "$BUILD/smtpwall-firewall" show -c "$CONF" 2>&1 |
+	grep -E 'queue|redirect|NFQUEUE|REDIRECT' | sed 's/^[[:space:]]*//' | indent
 note "smtpwalld is listening. The client knows nothing about it: it connects to 198.51.100.25 port 25."
 
 # --- the steps -------------------------------------------------------------------------
@@ -209,6 +217,36 @@ if [ $F_BLOCKED = 1 ] && printf '%s\n' "$CTL_OUT" | grep -q 'block sender \*@wav
 	verdict OK "(f) a sender blocked live with smtpwallctl is refused at once; its rule counts the hit"
 else
 	verdict FAIL "(f) live block (blocked=$F_BLOCKED)"
+fi
+
+say "(g) An abusive host at 203.0.113.70: the administrator blocks it; its SYNs are dropped at the gateway."
+lab_in "$LAB_CLI" ip addr add 203.0.113.70/24 dev "${LAB_PREFIX}c"
+ctl block client 203.0.113.70/32 --comment "abuse report"
+note "The host tries to connect (3 s timeout): no SYN-ACK ever comes back, no session exists."
+G_TIMEOUT=0
+if lab_in "$LAB_CLI" /usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(); s.settimeout(3); s.bind(("203.0.113.70", 0))
+try:
+    s.connect(("198.51.100.25", 25))
+except socket.timeout:
+    print("connect to 198.51.100.25:25 from 203.0.113.70: timed out"); sys.exit(0)
+print("connect to 198.51.100.25:25 from 203.0.113.70: connected"); sys.exit(1)' | indent; then
+	G_TIMEOUT=1
+fi
+ctl stats
+G_COUNTED=0
+printf '%s\n' "$CTL_OUT" | grep -Eq '^nfq_syn_dropped_client=[1-9]' &&
+	printf '%s\n' "$CTL_OUT" | grep -q 'client_rule hits=[1-9][0-9]* rule="block client 203.0.113.70/32"' &&
+	G_COUNTED=1
+note "smtpwalld's log of the drop:"
+grep 'nfq drop' "$LAB_DIR/smtpwalld.log" | head -2 | indent
+ctl unblock client 203.0.113.70/32
+run_swaks demo-g.example.org someone@example.org user@example.net 203.0.113.70
+if [ $G_TIMEOUT = 1 ] && [ $G_COUNTED = 1 ] && [ $RC = 0 ]; then
+	verdict OK "(g) a client blocked live is dropped at its first packet (NFQUEUE), counted per rule; unblocked, it delivers"
+else
+	verdict FAIL "(g) NFQUEUE block (timed out=$G_TIMEOUT counted=$G_COUNTED swaks after unblock exit $RC)"
 fi
 
 if ! kill -0 "$LAB_PROXY_PID" 2>/dev/null; then

@@ -2,7 +2,8 @@
 # lab.sh: the smtpwall namespace lab in shell, sourced by scripts/demo.sh.
 #
 # Owns three network namespaces named after LAB_PREFIX (client, gateway,
-# server), the veth links between them, a port-25 REDIRECT in the gateway, and
+# server), the veth links between them (the gateway's netfilter rules are
+# smtpwall-firewall's, run by demo.sh inside the gateway namespace), and
 # the processes it starts there (recorded by PID in LAB_PIDS). lab_down removes
 # exactly those and nothing else. Addresses are documentation ranges only:
 #
@@ -63,24 +64,6 @@ lab_up() {
 	lab_in "$LAB_SRV" ip route add default via 198.51.100.1 || return 1
 	lab_in "$LAB_SRV" ip -6 route add default via 2001:db8:5::1 || return 1
 	lab_in "$LAB_GW" sysctl -q -w net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 || return 1
-}
-
-# Every TCP connection to port 25 crossing the gateway lands on smtpwalld's :10025.
-lab_redirect() {
-	lab_in "$LAB_GW" nft -f - <<-EOF
-	table ip swt_nat {
-		chain prerouting {
-			type nat hook prerouting priority dstnat; policy accept;
-			tcp dport 25 redirect to :10025
-		}
-	}
-	table ip6 swt_nat {
-		chain prerouting {
-			type nat hook prerouting priority dstnat; policy accept;
-			tcp dport 25 redirect to :10025
-		}
-	}
-	EOF
 }
 
 lab_spawn() {	# lab_spawn NS LOGFILE CMD...: start CMD in NS in the background, remember its PID

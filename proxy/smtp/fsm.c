@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #define FSM_LOCAL_MAX	(64 * 1024)	/* our own queued replies */
 #define FSM_EHLO_MAX	(8 * 1024)	/* an EHLO reply being filtered */
 #define FSM_DATA_CHUNK	(16 * 1024)	/* output room asked for per DATA scan */
+#define FSM_XCLIENT_MAX	512		/* an XCLIENT line, CRLF included (XCLIENT_README) */
 
 static void fsm_enter(struct smtp_fsm *, enum smtp_state);
 
@@ -134,6 +136,24 @@ fifo_push(struct smtp_fsm *f, unsigned verb, int local, size_t local_len)
 	e->local = (uint8_t)local;
 	e->flags = 0;
 	e->local_len = (uint16_t)local_len;
+	return e;
+}
+
+/* An entry before every other: a command the server must answer first. */
+static struct smtp_pending *
+fifo_push_front(struct smtp_fsm *f, unsigned verb, unsigned flags)
+{
+	struct smtp_pending *e;
+
+	if (f->fifo_len >= SMTP_FIFO_MAX)
+		return NULL;
+	f->fifo_head = (f->fifo_head + SMTP_FIFO_MAX - 1) % SMTP_FIFO_MAX;
+	f->fifo_len++;
+	e = &f->fifo[f->fifo_head];
+	e->verb = (uint8_t)verb;
+	e->local = 0;
+	e->flags = (uint8_t)flags;
+	e->local_len = 0;
 	return e;
 }
 
@@ -274,6 +294,8 @@ fsm_rules_now(struct smtp_fsm *f)
 
 /* ---- command handlers ------------------------------------------------------ */
 
+static void fsm_xclient_start(struct smtp_fsm *, const struct smtp_cmd *, struct slice);
+
 static void
 fsm_cmd_helo(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
 {
@@ -286,6 +308,10 @@ fsm_cmd_helo(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
 	name.len = i;
 	fsm_copy(f->helo, sizeof(f->helo), name);
 	fsm_tx_reset(f);
+	if (f->conf->xclient && f->xc == SMTP_XC_IDLE) {
+		fsm_xclient_start(f, c, line);
+		return;
+	}
 	fsm_forward(f, c->verb, line, 0);
 }
 
@@ -889,6 +915,13 @@ fsm_reply_effect(struct smtp_fsm *f, const struct smtp_pending *e, int code)
 		break;
 	case SMTP_V_HELO:
 	case SMTP_V_EHLO:
+		if (f->xc == SMTP_XC_RELAY) {	/* the XCLIENT exchange is over */
+			f->xc = SMTP_XC_DONE;
+			f->barrier = 0;
+		}
+		if (ok)
+			fsm_tx_reset(f);
+		break;
 	case SMTP_V_RSET:
 		if (ok)
 			fsm_tx_reset(f);
@@ -950,6 +983,329 @@ fsm_server_garbage(struct smtp_fsm *f, struct slice line, const char *reason)
 	smtp_fsm_server_failed(f, 421, "4.4.2", "Error: bad reply from the mail server");
 }
 
+/* One line of a 250 EHLO reply, kept to be read or filtered as a whole. 0, or -1 (session failed). */
+static int
+fsm_ehlo_collect(struct smtp_fsm *f, const struct smtp_reply_line *r)
+{
+	if (buf_len(&f->ehlo) + r->text.len + 1 <= FSM_EHLO_MAX) {
+		if (buf_append(&f->ehlo, r->text.p, r->text.len, FSM_EHLO_MAX) == -1 ||
+		    buf_append(&f->ehlo, "\n", 1, FSM_EHLO_MAX) == -1) {
+			fsm_fail(f);
+			return -1;
+		}
+	}
+	f->ehlo_code = r->code;
+	return 0;
+}
+
+/* ---- XCLIENT (SPEC xclient; Postfix XCLIENT_README) ------------------------ */
+
+/*
+ * The attributes smtpwall sends, in this order, when the server lists them
+ * after its XCLIENT keyword (Postfix answers 501 to an attribute it does not
+ * support). NAME is always [UNAVAILABLE]: smtpwall does no reverse DNS, and
+ * a name it has not verified must not reach the server's access rules.
+ */
+#define FSM_XA_ADDR	0x01
+#define FSM_XA_PORT	0x02
+#define FSM_XA_NAME	0x04
+#define FSM_XA_HELO	0x08
+#define FSM_XA_PROTO	0x10
+#define FSM_XA_OFFERED	0x80	/* the XCLIENT keyword itself */
+
+static const struct fsm_xattr {
+	const char	*name;
+	unsigned	 bit;
+} fsm_xattrs[] = {
+	{ "ADDR",	FSM_XA_ADDR },
+	{ "PORT",	FSM_XA_PORT },
+	{ "NAME",	FSM_XA_NAME },
+	{ "HELO",	FSM_XA_HELO },
+	{ "PROTO",	FSM_XA_PROTO },
+};
+
+/*
+ * The client's first HELO/EHLO, with xclient = on: ask the server with an
+ * EHLO of our own (the client's own line when it sent EHLO), and hold the
+ * client's line, unsent, in the FIFO behind it. Nothing more is read from
+ * the client until the reply to its own command is in.
+ */
+static void
+fsm_xclient_start(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
+{
+	struct smtp_pending *e;
+	struct slice a = c->args;
+
+	f->xc = SMTP_XC_PROBE;
+	f->xc_verb = c->verb;
+	f->barrier = 1;
+	/* HELO= is the whole argument, as Postfix would have read it (all its words) */
+	while (a.len > 0 && (*a.p == ' ' || *a.p == '\t')) {
+		a.p++;
+		a.len--;
+	}
+	while (a.len > 0 && (a.p[a.len - 1] == ' ' || a.p[a.len - 1] == '\t'))
+		a.len--;
+	f->xc_helo_off = a.len > 0 ? (size_t)(a.p - line.p) : 0;
+	f->xc_helo_len = a.len;
+	if (buf_append(&f->xc_line, line.p, line.len, line.len) == -1) {
+		fsm_fail(f);
+		return;
+	}
+	if (c->verb == SMTP_V_EHLO)
+		fsm_out(f, f->to_server, line.p, line.len);
+	else {
+		/* the client's line with EHLO for its verb: all after the verb, CRLF included */
+		size_t rest = (size_t)(c->verb_text.p + c->verb_text.len - line.p);
+
+		fsm_out(f, f->to_server, "EHLO", 4);
+		fsm_out(f, f->to_server, line.p + rest, line.len - rest);
+	}
+	if ((e = fifo_push(f, SMTP_P_XPROBE, 0, 0)) == NULL) {
+		fsm_fail(f);
+		return;
+	}
+	e->flags = SMTP_PF_INTERNAL;
+	if ((e = fifo_push(f, c->verb, 0, 0)) == NULL) {
+		fsm_fail(f);
+		return;
+	}
+	e->flags = SMTP_PF_HELD;
+}
+
+/* What the collected EHLO reply says of XCLIENT: FSM_XA_* bits, 0 if not offered. */
+static unsigned
+fsm_xclient_offered(const struct smtp_fsm *f)
+{
+	const char *p = buf_head(&f->ehlo), *end = p + buf_len(&f->ehlo), *nl;
+	unsigned bits = 0, n, i;
+	struct slice l, kw, w;
+
+	for (n = 0; p < end; n++, p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		l.p = p;
+		l.len = (size_t)(nl - p);
+		kw = smtp_ehlo_keyword(l);
+		if (n == 0 || !smtp_slice_ieq(kw, "XCLIENT"))
+			continue;
+		bits |= FSM_XA_OFFERED;
+		w.p = kw.p + kw.len;
+		while (w.p < l.p + l.len) {
+			while (w.p < l.p + l.len && *w.p == ' ')
+				w.p++;
+			for (w.len = 0; w.p + w.len < l.p + l.len && w.p[w.len] != ' '; w.len++)
+				;
+			for (i = 0; i < sizeof(fsm_xattrs) / sizeof(fsm_xattrs[0]); i++)
+				if (smtp_slice_ieq(w, fsm_xattrs[i].name))
+					bits |= fsm_xattrs[i].bit;
+			w.p += w.len;
+		}
+	}
+	return bits;
+}
+
+/*
+ * RFC 3461 xtext: bytes outside "!".."~", '+' and '=' become "+XX" (upper
+ * case hex). Returns the length written, or -1 if dst is too small.
+ */
+static int
+fsm_xtext(char *dst, size_t dlen, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0, i;
+
+	if (dlen == 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x21 || c > 0x7e || c == '+' || c == '=') {
+			if (o + 3 >= dlen)
+				return -1;
+			dst[o++] = '+';
+			dst[o++] = hex[c >> 4];
+			dst[o++] = hex[c & 15];
+		} else {
+			if (o + 1 >= dlen)
+				return -1;
+			dst[o++] = (char)c;
+		}
+	}
+	dst[o] = '\0';
+	return (int)o;
+}
+
+/* The client's address as XCLIENT writes it: a.b.c.d, IPV6:x::y, or [UNAVAILABLE]. */
+static void
+fsm_xclient_addr(const struct smtp_fsm *f, char *dst, size_t dlen, unsigned *port)
+{
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)&f->client;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&f->client;
+	char ip[INET6_ADDRSTRLEN];
+
+	*port = 0;
+	snprintf(dst, dlen, "[UNAVAILABLE]");
+	if (f->client.ss_family == AF_INET) {
+		if (inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip)) != NULL)
+			snprintf(dst, dlen, "%s", ip);
+		*port = ntohs(s4->sin_port);
+	} else if (f->client.ss_family == AF_INET6) {
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+			if (inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], ip, sizeof(ip)) != NULL)
+				snprintf(dst, dlen, "%s", ip);
+		} else if (inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip)) != NULL)
+			snprintf(dst, dlen, "IPV6:%s", ip);
+		*port = ntohs(s6->sin6_port);
+	}
+}
+
+/* The XCLIENT line (CRLF included) with these attributes: its length, or -1 if over the limit. */
+static int
+fsm_xclient_line_fmt(const struct smtp_fsm *f, unsigned bits, const char *helo,
+    char *line, size_t size)
+{
+	char addr[INET6_ADDRSTRLEN + 16], portstr[16];
+	const char *val;
+	unsigned port, i;
+	size_t n;
+	int k;
+
+	fsm_xclient_addr(f, addr, sizeof(addr), &port);
+	if (port != 0)
+		snprintf(portstr, sizeof(portstr), "%u", port);
+	else
+		snprintf(portstr, sizeof(portstr), "[UNAVAILABLE]");
+	n = (size_t)snprintf(line, size, "XCLIENT");
+	for (i = 0; i < sizeof(fsm_xattrs) / sizeof(fsm_xattrs[0]); i++) {
+		if (!(bits & fsm_xattrs[i].bit))
+			continue;
+		switch (fsm_xattrs[i].bit) {
+		case FSM_XA_ADDR:	val = addr; break;
+		case FSM_XA_PORT:	val = portstr; break;
+		case FSM_XA_HELO:	val = helo; break;
+		case FSM_XA_PROTO:	val = f->xc_verb == SMTP_V_EHLO ? "ESMTP" : "SMTP"; break;
+		default:		val = "[UNAVAILABLE]"; break;
+		}
+		k = snprintf(line + n, size - n, " %s=%s", fsm_xattrs[i].name, val);
+		if (k < 0 || (size_t)k >= size - n)
+			return -1;
+		n += (size_t)k;
+	}
+	if (n + 2 > FSM_XCLIENT_MAX || n + 2 >= size)
+		return -1;
+	line[n++] = '\r';
+	line[n++] = '\n';
+	return (int)n;
+}
+
+/*
+ * Send XCLIENT with the listed attributes, answered before the held client
+ * line. A HELO argument longer than 255 octets (Postfix refuses the whole
+ * XCLIENT then), or whose xtext form would push the line over 512 octets
+ * (only a name full of bytes that need escaping, never a hostname), is sent
+ * as [UNAVAILABLE]; so is an empty one.
+ */
+static void
+fsm_xclient_send(struct smtp_fsm *f, unsigned bits)
+{
+	char helo[(SMTP_HELO_MAX - 1) * 3 + 1], line[FSM_XCLIENT_MAX + 64];
+	int n = -1;
+
+	if (f->xc_helo_len > 0 && f->xc_helo_len < SMTP_HELO_MAX &&
+	    fsm_xtext(helo, sizeof(helo), buf_head(&f->xc_line) + f->xc_helo_off,
+	    f->xc_helo_len) != -1)
+		n = fsm_xclient_line_fmt(f, bits, helo, line, sizeof(line));
+	if (n == -1)
+		n = fsm_xclient_line_fmt(f, bits, "[UNAVAILABLE]", line, sizeof(line));
+	if (n == -1 || fifo_push_front(f, SMTP_P_XCLIENT, SMTP_PF_INTERNAL) == NULL) {
+		fsm_fail(f);
+		return;
+	}
+	fsm_out(f, f->to_server, line, (size_t)n);
+	f->xc = SMTP_XC_SENT;
+}
+
+/* The internal commands are answered: the client's own line goes out now, unchanged. */
+static void
+fsm_xclient_relay(struct smtp_fsm *f)
+{
+	struct smtp_pending *e = fifo_head(f);
+
+	if (e == NULL || !(e->flags & SMTP_PF_HELD) || buf_len(&f->xc_line) == 0) {
+		fsm_fail(f);	/* a broken invariant: end this session only */
+		return;
+	}
+	fsm_out(f, f->to_server, buf_head(&f->xc_line), buf_len(&f->xc_line));
+	buf_free(&f->xc_line);
+	e->flags &= (uint8_t)~SMTP_PF_HELD;
+	f->xc = SMTP_XC_RELAY;
+}
+
+static void
+fsm_xclient_event(struct smtp_fsm *f, const char *reason, int code, struct slice text)
+{
+	f->xc_result = reason;
+	fsm_event(f, SMTP_EV_XCLIENT, "xclient", text, reason, code);
+}
+
+/* The final line of the probe's reply is in (the probe is popped). */
+static void
+fsm_xclient_probed(struct smtp_fsm *f, int code, struct slice text)
+{
+	unsigned bits = code == 250 ? fsm_xclient_offered(f) : 0;
+	struct smtp_pending done;
+
+	if (bits & (FSM_XA_ADDR | FSM_XA_PORT | FSM_XA_NAME | FSM_XA_HELO | FSM_XA_PROTO)) {
+		buf_free(&f->ehlo);
+		fsm_xclient_send(f, bits);
+		return;
+	}
+	fsm_xclient_event(f, "not_offered", code, text);
+	if (code == 250 && f->xc_verb == SMTP_V_EHLO) {
+		/* The probe was the client's own EHLO: its reply is the answer, filtered. */
+		f->xc = SMTP_XC_RELAY;
+		buf_free(&f->xc_line);
+		done = *fifo_head(f);
+		fsm_ehlo_emit(f);
+		fifo_pop(f);
+		fsm_reply_effect(f, &done, code);
+		return;
+	}
+	buf_free(&f->ehlo);
+	fsm_xclient_relay(f);
+}
+
+/*
+ * A reply line to an internal command (the head of the FIFO): never passed
+ * to the client. The probe's 250 reply is collected to be read (and, when
+ * it answers the client's own EHLO, filtered and passed).
+ */
+static size_t
+fsm_xclient_line(struct smtp_fsm *f, const struct smtp_reply_line *r, size_t len)
+{
+	unsigned verb = fifo_head(f)->verb;
+
+	if (verb == SMTP_P_XPROBE && r->code == 250 && fsm_ehlo_collect(f, r) == -1)
+		return len;
+	if (!r->last)
+		return len;
+	fifo_pop(f);
+	if (fifo_head(f) == NULL) {
+		fsm_fail(f);	/* the held client line is always behind */
+		return len;
+	}
+	if (verb == SMTP_P_XPROBE) {
+		fsm_xclient_probed(f, r->code, r->text);
+		return len;
+	}
+	if (r->code == 220)
+		fsm_xclient_event(f, "ok", r->code, r->text);
+	else
+		fsm_xclient_event(f, "refused", r->code, r->text);
+	fsm_xclient_relay(f);
+	return len;
+}
+
 static size_t
 fsm_server_line(struct smtp_fsm *f, const char *p, size_t n)
 {
@@ -989,15 +1345,11 @@ fsm_server_line(struct smtp_fsm *f, const char *p, size_t n)
 		return len;
 	}
 
+	if (e->flags & SMTP_PF_INTERNAL)
+		return fsm_xclient_line(f, &r, len);
 	if (e->verb == SMTP_V_EHLO && r.code == 250) {
-		if (buf_len(&f->ehlo) + r.text.len + 1 <= FSM_EHLO_MAX) {
-			if (buf_append(&f->ehlo, r.text.p, r.text.len, FSM_EHLO_MAX) == -1 ||
-			    buf_append(&f->ehlo, "\n", 1, FSM_EHLO_MAX) == -1) {
-				fsm_fail(f);
-				return n;
-			}
-		}
-		f->ehlo_code = r.code;
+		if (fsm_ehlo_collect(f, &r) == -1)
+			return n;
 		if (r.last)
 			fsm_ehlo_emit(f);
 	} else {
@@ -1064,6 +1416,7 @@ smtp_fsm_free(struct smtp_fsm *f)
 	f->rules = NULL;
 	buf_free(&f->local);
 	buf_free(&f->ehlo);
+	buf_free(&f->xc_line);
 }
 
 void
@@ -1121,6 +1474,10 @@ smtp_fsm_server_failed(struct smtp_fsm *f, int code, const char *enh, const char
 			fifo_flush_local(f);
 			continue;
 		}
+		if (e->flags & SMTP_PF_INTERNAL) {	/* ours: the client is owed nothing */
+			fifo_pop(f);
+			continue;
+		}
 		owed = 1;
 		if (e->verb == SMTP_V_QUIT)	/* the client was leaving anyway */
 			fsm_out(f, f->to_client, "221 2.0.0 Bye\r\n", 15);
@@ -1133,6 +1490,9 @@ smtp_fsm_server_failed(struct smtp_fsm *f, int code, const char *enh, const char
 	f->fifo_len = 0;
 	f->barrier = 0;
 	buf_free(&f->local);
+	buf_free(&f->xc_line);
+	if (f->xc != SMTP_XC_IDLE)
+		f->xc = SMTP_XC_DONE;
 
 	if (f->state == SS_QUIT || code == 421 || f->state == SS_DATA ||
 	    f->state == SS_AUTH || f->state == SS_RAW || f->state == SS_GREETING) {

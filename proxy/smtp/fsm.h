@@ -18,6 +18,9 @@
  * writes itself take their exact place among the server's (FIFO of in-flight
  * commands, each SERVER or LOCAL); the 250 after the end of DATA is always
  * the server's; a refused message is aborted at the server, never ended.
+ * With xclient = on, the client's first HELO/EHLO is held behind smtpwall's
+ * own EHLO (and XCLIENT, when offered): their replies never reach the
+ * client, which gets exactly one reply to its command.
  */
 #ifndef SMTPWALL_SMTP_FSM_H
 #define SMTPWALL_SMTP_FSM_H
@@ -64,6 +67,8 @@ enum smtp_event_kind {
 	SMTP_EV_SERVER,		/* the server misbehaved (garbage reply, unsolicited reply) */
 	SMTP_EV_STATE,		/* state change (debug) */
 	SMTP_EV_MESSAGE,	/* the server answered the end of DATA (code) */
+	SMTP_EV_XCLIENT,	/* xclient = on: the outcome (reason "ok", "not_offered" or
+				   "refused"; code and arg: the server's reply that decided) */
 };
 
 struct smtp_event {
@@ -102,9 +107,30 @@ struct smtp_pending {
 	uint16_t	local_len;
 };
 #define SMTP_PF_STARTS_TX	0x01	/* this MAIL opened the transaction */
+#define SMTP_PF_INTERNAL	0x02	/* smtpwall's own command (XCLIENT exchange): its reply is
+					   never passed on, and the client is owed nothing for it */
+#define SMTP_PF_HELD		0x04	/* the client's HELO/EHLO, not sent yet: it goes out once
+					   the internal commands before it are answered */
 #define SMTP_P_GREETING	200	/* pseudo-verbs of the FIFO */
 #define SMTP_P_DOT	201
 #define SMTP_P_AUTHCONT	202
+#define SMTP_P_XPROBE	203	/* internal EHLO: does the server offer XCLIENT, with which attributes? */
+#define SMTP_P_XCLIENT	204	/* internal XCLIENT */
+
+/*
+ * xclient = on, once per session, on the client's first HELO/EHLO (held in
+ * the FIFO, SMTP_PF_HELD, behind the internal commands; `barrier` holds the
+ * client's next bytes until the reply to its own HELO/EHLO):
+ * IDLE -> PROBE (EHLO sent) -> SENT (XCLIENT sent, if offered) -> RELAY (the
+ * client's line forwarded) -> DONE. A server failure on the way is DONE.
+ */
+enum smtp_xclient {
+	SMTP_XC_IDLE = 0,
+	SMTP_XC_PROBE,
+	SMTP_XC_SENT,
+	SMTP_XC_RELAY,
+	SMTP_XC_DONE,
+};
 
 struct smtp_fsm {
 	const struct smtp_fsm_conf *conf;
@@ -134,6 +160,12 @@ struct smtp_fsm {
 	struct buf		 ehlo;		/* the EHLO reply being filtered */
 	int			 ehlo_code;
 
+	/* xclient = on */
+	enum smtp_xclient	 xc;
+	unsigned		 xc_verb;	/* the client's: SMTP_V_HELO or SMTP_V_EHLO */
+	struct buf		 xc_line;	/* its line, CRLF included, until it is sent */
+	size_t			 xc_helo_off, xc_helo_len;	/* its argument in xc_line, trimmed */
+
 	/* the transaction */
 	int			 tx_active;	/* a MAIL was forwarded since the last reset */
 	unsigned		 tx_rcpt;	/* RCPTs forwarded in this transaction */
@@ -150,6 +182,7 @@ struct smtp_fsm {
 	uint64_t		 bytes;		/* content bytes of messages the server accepted */
 	uint64_t		 msg_bytes;	/* content bytes of the message in flight */
 	char			 msg_from[SMTP_ADDR_MAX];	/* its sender: a pipelined MAIL may follow the dot */
+	const char		*xc_result;	/* "ok", "not_offered", "refused"; NULL: not tried */
 };
 
 /*

@@ -5,7 +5,7 @@
  *
  * Input framing: byte 0 is the configuration (bit 0 bare_lf = normalize,
  * bit 1 STARTTLS allowed, bit 2 trusted client 192.0.2.15 instead of
- * 203.0.113.10, bit 3 auth_relay = no). Then chunks, each one header byte h:
+ * 203.0.113.10, bit 3 auth_relay = no, bit 4 xclient = on). Then chunks, each one header byte h:
  * bit 7 the direction (0 client, 1 server), bits 0-6 the length L of the
  * bytes that follow; L >= 124 is an event instead, with no bytes: 124 client
  * FIN, 125 client idle timeout, 126 server failure 451, 127 server FIN.
@@ -27,6 +27,10 @@
  *    excepted), and nothing at all after QUIT; in command mode each is a
  *    listed verb (never XCLIENT/XFORWARD) that parses cleanly, and a MAIL or
  *    RCPT that the policy (rules_eval_sender/rules_eval_rcpt) accepts;
+ *    with xclient = on, smtpwall's own lines are allowed on top: one EHLO
+ *    probe first (the verb EHLO with the arguments of a whole HELO/EHLO
+ *    line the client sent), then at most one XCLIENT (printable, at most
+ *    512 octets);
  *  - a message the server can see the end of has only CRLF line endings and
  *    no NUL, holds one end (its last five bytes), and in reject mode is no
  *    larger than max_message_size; after ABORT_SERVER nothing more is
@@ -41,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -88,6 +93,9 @@ struct fzs {
 	size_t			 cpos;
 	size_t			 drains[FZS_DRAINS];
 	unsigned		 ndrains;
+
+	/* xclient = on: smtpwall's own commands seen */
+	int			 xc_probe, xc_sent;
 
 	/* the message being relayed, as the server received it */
 	struct buf		 msg;
@@ -220,6 +228,38 @@ fzs_policy(struct fzs *z, const char *l, size_t n)
 	}
 }
 
+/*
+ * xclient = on: 1 if this forwarded line is one of smtpwall's own (the EHLO
+ * probe, XCLIENT), checked here; 0 if it must be a client's line.
+ */
+static int
+fzs_xclient_line(struct fzs *z, const char *l, size_t n)
+{
+	const char *cs = buf_len(&z->cstream) ? buf_head(&z->cstream) : "";
+	size_t len = buf_len(&z->cstream), q, i, e;
+
+	if (n > 8 && memcmp(l, "XCLIENT ", 8) == 0) {
+		fzs_check(z->xc_probe && !z->xc_sent && n <= 512);
+		for (i = 0; i < n - 2; i++)
+			fzs_check(l[i] >= 0x20 && l[i] <= 0x7e);
+		z->xc_sent = 1;
+		return 1;
+	}
+	if (z->xc_probe || n < 6 || memcmp(l, "EHLO", 4) != 0)
+		return 0;
+	/* the probe: "EHLO" + what follows the verb of a whole HELO/EHLO line of the client */
+	z->xc_probe = 1;
+	for (q = z->cpos; q + n <= len; q++) {
+		if (!fzs_line_start(z, q))
+			continue;
+		e = q + n;
+		if ((strncasecmp(cs + q, "HELO", 4) == 0 || strncasecmp(cs + q, "EHLO", 4) == 0) &&
+		    memcmp(cs + q + 4, l + 4, n - 4) == 0 && e <= len)
+			return 1;
+	}
+	abort();
+}
+
 static void
 fzs_command_bytes(struct fzs *z, enum smtp_state st, const char *p, size_t n)
 {
@@ -234,6 +274,11 @@ fzs_command_bytes(struct fzs *z, enum smtp_state st, const char *p, size_t n)
 		len = (size_t)(lf - p) + 1;
 		fzs_check(len >= 2 && p[len - 2] == '\r');
 		fzs_check(memchr(p, '\r', len - 2) == NULL && memchr(p, '\0', len) == NULL);
+		if (z->conf.xclient && st == SS_CMD && fzs_xclient_line(z, p, len)) {
+			p += len;
+			n -= len;
+			continue;
+		}
 		if (!(st == SS_AUTH && len == 3 && p[0] == '*'))
 			fzs_from_client(z, p, len);
 		/* nothing is read behind a command that changes the mode, before its reply */
@@ -510,6 +555,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	z->conf.max_line_length = 512;
 	z->conf.bare_lf = (cfg & 1) ? SMTP_DATA_NORMALIZE : SMTP_DATA_REJECT;
 	z->conf.hostname = "gw.example.net";
+	z->conf.xclient = (cfg & 16) != 0;
 	{
 		struct sockaddr_in *s4 = (struct sockaddr_in *)&z->addr;
 

@@ -522,7 +522,8 @@ class PostfixServer:
 
     QUEUES = ("incoming", "active", "deferred", "hold", "corrupt")
 
-    def __init__(self, lab, name):
+    def __init__(self, lab, name, extra_main=()):
+        """`extra_main`: more main.cf lines ("name = value"), after the defaults (they win)."""
         self.lab = lab
         d = lab.dir / name
         self.etc, self.queue, self.data = d / "etc", d / "queue", d / "data"
@@ -550,8 +551,7 @@ class PostfixServer:
             "alias_database =",
             "local_recipient_maps =",
             "biff = no",
-            "",
-        ]))
+        ] + list(extra_main) + [""]))
         svc = []
         for addr in (PF4 + ":25", PF4 + ":%d" % PF_DIRECT_PORT, "[%s]:25" % PF6):
             svc.append("%-28s inet n - n - - smtpd" % addr)
@@ -848,6 +848,29 @@ class Lab:
         elif backend is not None:
             raise ValueError(backend)
         self.redirect_backend = backend
+
+    def firewall(self, verb, conf_path, *extra, check=True):
+        """Run `smtpwall-firewall VERB -c CONF ...` in the gateway (the real tool, on
+        the daemon's own configuration file). After an `up`, teardown runs `down`."""
+        r = self.sh(self.ns_gw, build_dir() / "smtpwall-firewall", verb, "-c", conf_path, *extra,
+                    check=check)
+        if verb == "up" and r.returncode == 0 and self._firewall_down not in self.cleanups:
+            self.cleanups.append(self._firewall_down)
+        return r
+
+    def _firewall_down(self):
+        self.sh(self.ns_gw, build_dir() / "smtpwall-firewall", "down", "-c", "/dev/null", check=False)
+
+    def queue_stats(self):
+        """/proc/net/netfilter/nfnetlink_queue of the gateway: {queue: {...}} with the
+        kernel's own counters (peer_portid 0 = nobody bound)."""
+        out = {}
+        text = self.sh(self.ns_gw, "cat", "/proc/net/netfilter/nfnetlink_queue").stdout
+        for line in text.splitlines():
+            f = [int(x) for x in line.split()]
+            out[f[0]] = {"portid": f[1], "waiting": f[2], "copy_mode": f[3], "copy_range": f[4],
+                         "queue_dropped": f[5], "user_dropped": f[6], "id_sequence": f[7]}
+        return out
 
     @contextlib.contextmanager
     def blackhole(self, addr):

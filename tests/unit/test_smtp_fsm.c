@@ -18,9 +18,10 @@
  *   config KEY=VALUE                before the first C:/S: line; keys:
  *                                   starttls_allow auth_relay bare_lf
  *                                   max_message_size max_recipients
- *                                   max_line_length commands rules
+ *                                   max_line_length commands rules xclient
  *                                   (rules: \n for a new line)
- *   client IP                       the client's address (default 203.0.113.10)
+ *   client IP                       the client's address (default 203.0.113.10,
+ *                                   port 40000)
  *   C: text    / S: text            the client / server sends text CRLF
  *   C+ text    / S+ text            raw bytes, escapes \r \n \0 \t \\ \xHH
  *   C* N text                       the client sends text CRLF N times
@@ -38,7 +39,7 @@
  *   flag NAME | noflag NAME         CLOSE_CLIENT ABORT_SERVER DRAIN_CLIENT raised (ever) or not
  *   finished 0|1                    smtp_fsm_finished()
  *   event KIND WHAT [REASON]        such an event was reported (KIND: refuse
- *                                   error abort server message; "*" any)
+ *                                   error abort server message xclient; "*" any)
  *   noevent KIND WHAT               no such event was reported
  *
  * At the end of a script both logs must have been fully expected: a dialog
@@ -109,6 +110,7 @@ struct tfsm {
 	char			commands[TFSM_NCOMMANDS][16];
 	unsigned		ncommands;
 	char			rules_text[2048];
+	int			xclient;
 
 	/* built by tfsm_start() */
 	int			started;
@@ -344,6 +346,7 @@ tfsm_start(struct tfsm *fx)
 	fx->conf.max_line_length = fx->max_line_length;
 	fx->conf.bare_lf = fx->bare_lf;
 	fx->conf.hostname = TFSM_HOST;
+	fx->conf.xclient = fx->xclient;
 	smtp_fsm_init(&fx->f, &fx->conf, (const struct sockaddr *)&fx->addr,
 	    fx->starttls_allow, &fx->to_client, &fx->to_server, tfsm_event_cb, fx);
 	fx->started = 1;
@@ -1864,6 +1867,130 @@ test_smtp_fsm_awaiting_server(void **state)
 	assert_false(smtp_fsm_finished(&fx->f));
 }
 
+/* ---- xclient = on --------------------------------------------------------------- */
+
+/* The outcome is reported once, with the server's reply; the summary field follows it. */
+static void
+test_smtp_fsm_xclient_refused_event(void **state)
+{
+	struct tfsm *fx = *state;
+	const struct tfsm_event *e;
+
+	fx->xclient = 1;
+	SERVER(fx, TFSM_GREETING);
+	EXPECT_CLIENT(fx, TFSM_GREETING);
+	CLIENT(fx, "EHLO client.example\r\n");
+	EXPECT_SERVER(fx, "EHLO client.example\r\n");
+	EXPECT_NOTHING_TO_SERVER(fx);
+	assert_true(smtp_fsm_awaiting_server(&fx->f));
+	SERVER(fx, "250-mx.example.net\r\n250 XCLIENT ADDR\r\n");
+	EXPECT_SERVER(fx, "XCLIENT ADDR=203.0.113.10\r\n");
+	EXPECT_NOTHING_TO_CLIENT(fx);
+	assert_true(smtp_fsm_awaiting_server(&fx->f));
+	assert_null(fx->f.xc_result);
+	SERVER(fx, "550 5.7.0 Error: insufficient authorization\r\n");
+	EXPECT_SERVER(fx, "EHLO client.example\r\n");
+	EXPECT_NOTHING_TO_CLIENT(fx);
+	e = tfsm_find_event(fx, SMTP_EV_XCLIENT, "xclient");
+	assert_non_null(e);
+	assert_string_equal(e->reason, "refused");
+	assert_int_equal(e->code, 550);
+	assert_string_equal(e->arg, "5.7.0 Error: insufficient authorization");
+	assert_string_equal(fx->f.xc_result, "refused");
+	SERVER(fx, "250 mx.example.net\r\n");
+	EXPECT_CLIENT(fx, "250 mx.example.net\r\n");
+	EXPECT_NOTHING_TO_CLIENT(fx);
+	assert_false(smtp_fsm_awaiting_server(&fx->f));
+	assert_int_equal(tfsm_count_events(fx, SMTP_EV_XCLIENT, NULL, NULL), 1);
+	assert_int_equal(fx->f.xc, SMTP_XC_DONE);
+	assert_int_equal(fx->f.barrier, 0);
+	ROUNDTRIP(fx, "NOOP\r\n", "250 2.0.0 Ok\r\n");
+}
+
+/* xclient = off (the default): not a byte more than before. */
+static void
+test_smtp_fsm_xclient_off_unchanged(void **state)
+{
+	struct tfsm *fx = *state;
+
+	READY(fx);
+	assert_null(fx->f.xc_result);
+	assert_int_equal(fx->f.xc, SMTP_XC_IDLE);
+	assert_int_equal(tfsm_count_events(fx, SMTP_EV_XCLIENT, NULL, NULL), 0);
+	assert_int_equal(tfsm_count_in_server(fx, "XCLIENT", 7), 0);
+}
+
+/*
+ * A HELO value that cannot be sent whole is [UNAVAILABLE]: over 255 octets
+ * (Postfix would refuse the XCLIENT), or an xtext form that would make the
+ * line longer than 512 octets.
+ */
+static void
+test_smtp_fsm_xclient_helo_too_long(void **state)
+{
+	static const struct {
+		char	c;
+		size_t	n;
+	} t[] = {
+		{ 'a', 255 },	/* fits: sent */
+		{ 'a', 256 },	/* over 255 */
+		{ '+', 150 },	/* 450 octets of xtext: over 512 with the rest */
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct tfsm *fx = tfsm_fresh(state);
+		char cmd[600], want[1024];
+
+		fx->xclient = 1;
+		memset(cmd, 0, sizeof(cmd));
+		memcpy(cmd, "EHLO ", 5);
+		memset(cmd + 5, t[i].c, t[i].n);
+		memcpy(cmd + 5 + t[i].n, "\r\n", 2);
+		SERVER(fx, TFSM_GREETING);
+		EXPECT_CLIENT(fx, TFSM_GREETING);
+		CLIENT(fx, cmd);
+		EXPECT_SERVER(fx, cmd);
+		SERVER(fx, "250-mx.example.net\r\n250 XCLIENT ADDR NAME HELO PROTO\r\n");
+		if (i == 0)
+			snprintf(want, sizeof(want), "XCLIENT ADDR=203.0.113.10 "
+			    "NAME=[UNAVAILABLE] HELO=%.*s PROTO=ESMTP\r\n", (int)t[i].n, cmd + 5);
+		else
+			snprintf(want, sizeof(want), "XCLIENT ADDR=203.0.113.10 "
+			    "NAME=[UNAVAILABLE] HELO=[UNAVAILABLE] PROTO=ESMTP\r\n");
+		EXPECT_SERVER(fx, want);
+		SERVER(fx, "220 mx.example.net ESMTP\r\n");
+		EXPECT_SERVER(fx, cmd);
+		SERVER(fx, "250 mx.example.net\r\n");
+		EXPECT_CLIENT(fx, "250 mx.example.net\r\n");
+		EXPECT_NOTHING_TO_CLIENT(fx);
+		EXPECT_NOTHING_TO_SERVER(fx);
+	}
+}
+
+/* The client leaves (FIN) during the exchange: its EHLO is still relayed and answered, then the end. */
+static void
+test_smtp_fsm_xclient_client_eof(void **state)
+{
+	struct tfsm *fx = *state;
+
+	fx->xclient = 1;
+	SERVER(fx, TFSM_GREETING);
+	EXPECT_CLIENT(fx, TFSM_GREETING);
+	CLIENT(fx, "EHLO client.example\r\n");
+	EXPECT_SERVER(fx, "EHLO client.example\r\n");
+	CLIENT_EOF(fx);
+	assert_false(smtp_fsm_finished(&fx->f));
+	SERVER(fx, "250-mx.example.net\r\n250 XCLIENT ADDR\r\n");
+	EXPECT_SERVER(fx, "XCLIENT ADDR=203.0.113.10\r\n");
+	SERVER(fx, "220 mx.example.net ESMTP\r\n");
+	EXPECT_SERVER(fx, "EHLO client.example\r\n");
+	assert_false(smtp_fsm_finished(&fx->f));
+	SERVER(fx, "250 mx.example.net\r\n");
+	EXPECT_CLIENT(fx, "250 mx.example.net\r\n");
+	assert_true(smtp_fsm_finished(&fx->f));
+}
+
 /* ---- robustness: random dialogs against a model server ------------------------------ */
 
 /*
@@ -2488,6 +2615,7 @@ tfsm_dlg_kind(const char *name, int *kind)
 		{ "refuse", SMTP_EV_REFUSE }, { "error", SMTP_EV_ERROR },
 		{ "abort", SMTP_EV_ABORT }, { "server", SMTP_EV_SERVER },
 		{ "state", SMTP_EV_STATE }, { "message", SMTP_EV_MESSAGE },
+		{ "xclient", SMTP_EV_XCLIENT },
 	};
 	size_t i;
 
@@ -2537,6 +2665,8 @@ tfsm_dlg_config(struct tfsm *fx, char *kv)
 		fx->starttls_allow = (int)n;
 	else if (strcmp(kv, "auth_relay") == 0 && num)
 		fx->auth_relay = (int)n;
+	else if (strcmp(kv, "xclient") == 0 && num)
+		fx->xclient = (int)n;
 	else if (strcmp(kv, "max_message_size") == 0 && num)
 		fx->max_message_size = n;
 	else if (strcmp(kv, "max_recipients") == 0 && num)
@@ -2835,6 +2965,10 @@ main(void)
 		TFSM_TEST(test_smtp_fsm_client_timeout),
 		TFSM_TEST(test_smtp_fsm_client_timeout_during_data),
 		TFSM_TEST(test_smtp_fsm_awaiting_server),
+		TFSM_TEST(test_smtp_fsm_xclient_refused_event),
+		TFSM_TEST(test_smtp_fsm_xclient_off_unchanged),
+		TFSM_TEST(test_smtp_fsm_xclient_helo_too_long),
+		TFSM_TEST(test_smtp_fsm_xclient_client_eof),
 		TFSM_TEST(test_smtp_fsm_random_dialogs),
 	};
 	const char *dir = getenv("DIALOG_DIR");
