@@ -19,18 +19,17 @@
  */
 #include <errno.h>
 #include <stdarg.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fsm.h"
+#include "xclient.h"
 
 #define FSM_LOCAL_MAX	(64 * 1024)	/* our own queued replies */
 #define FSM_EHLO_MAX	(8 * 1024)	/* an EHLO reply being filtered */
 #define FSM_DATA_CHUNK	(16 * 1024)	/* output room asked for per DATA scan */
-#define FSM_XCLIENT_MAX	512		/* an XCLIENT line, CRLF included (XCLIENT_README) */
 
 static void fsm_enter(struct smtp_fsm *, enum smtp_state);
 
@@ -999,30 +998,7 @@ fsm_ehlo_collect(struct smtp_fsm *f, const struct smtp_reply_line *r)
 }
 
 /* ---- XCLIENT (SPEC xclient; Postfix XCLIENT_README) ------------------------ */
-
-/*
- * The attributes smtpwall sends, in this order, when the server lists them
- * after its XCLIENT keyword (Postfix answers 501 to an attribute it does not
- * support). NAME is always [UNAVAILABLE]: smtpwall does no reverse DNS, and
- * a name it has not verified must not reach the server's access rules.
- */
-#define FSM_XA_ADDR	0x01
-#define FSM_XA_PORT	0x02
-#define FSM_XA_NAME	0x04
-#define FSM_XA_HELO	0x08
-#define FSM_XA_PROTO	0x10
-#define FSM_XA_OFFERED	0x80	/* the XCLIENT keyword itself */
-
-static const struct fsm_xattr {
-	const char	*name;
-	unsigned	 bit;
-} fsm_xattrs[] = {
-	{ "ADDR",	FSM_XA_ADDR },
-	{ "PORT",	FSM_XA_PORT },
-	{ "NAME",	FSM_XA_NAME },
-	{ "HELO",	FSM_XA_HELO },
-	{ "PROTO",	FSM_XA_PROTO },
-};
+/* The sequencing only: the attributes, xtext and the line itself are smtp/xclient.c's. */
 
 /*
  * The client's first HELO/EHLO, with xclient = on: ask the server with an
@@ -1073,131 +1049,6 @@ fsm_xclient_start(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice lin
 	e->flags = SMTP_PF_HELD;
 }
 
-/* What the collected EHLO reply says of XCLIENT: FSM_XA_* bits, 0 if not offered. */
-static unsigned
-fsm_xclient_offered(const struct smtp_fsm *f)
-{
-	const char *p = buf_head(&f->ehlo), *end = p + buf_len(&f->ehlo), *nl;
-	unsigned bits = 0, n, i;
-	struct slice l, kw, w;
-
-	for (n = 0; p < end; n++, p = nl + 1) {
-		nl = memchr(p, '\n', (size_t)(end - p));
-		l.p = p;
-		l.len = (size_t)(nl - p);
-		kw = smtp_ehlo_keyword(l);
-		if (n == 0 || !smtp_slice_ieq(kw, "XCLIENT"))
-			continue;
-		bits |= FSM_XA_OFFERED;
-		w.p = kw.p + kw.len;
-		while (w.p < l.p + l.len) {
-			while (w.p < l.p + l.len && *w.p == ' ')
-				w.p++;
-			for (w.len = 0; w.p + w.len < l.p + l.len && w.p[w.len] != ' '; w.len++)
-				;
-			for (i = 0; i < sizeof(fsm_xattrs) / sizeof(fsm_xattrs[0]); i++)
-				if (smtp_slice_ieq(w, fsm_xattrs[i].name))
-					bits |= fsm_xattrs[i].bit;
-			w.p += w.len;
-		}
-	}
-	return bits;
-}
-
-/*
- * RFC 3461 xtext: bytes outside "!".."~", '+' and '=' become "+XX" (upper
- * case hex). Returns the length written, or -1 if dst is too small.
- */
-static int
-fsm_xtext(char *dst, size_t dlen, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t o = 0, i;
-
-	if (dlen == 0)
-		return -1;
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c < 0x21 || c > 0x7e || c == '+' || c == '=') {
-			if (o + 3 >= dlen)
-				return -1;
-			dst[o++] = '+';
-			dst[o++] = hex[c >> 4];
-			dst[o++] = hex[c & 15];
-		} else {
-			if (o + 1 >= dlen)
-				return -1;
-			dst[o++] = (char)c;
-		}
-	}
-	dst[o] = '\0';
-	return (int)o;
-}
-
-/* The client's address as XCLIENT writes it: a.b.c.d, IPV6:x::y, or [UNAVAILABLE]. */
-static void
-fsm_xclient_addr(const struct smtp_fsm *f, char *dst, size_t dlen, unsigned *port)
-{
-	const struct sockaddr_in *s4 = (const struct sockaddr_in *)&f->client;
-	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&f->client;
-	char ip[INET6_ADDRSTRLEN];
-
-	*port = 0;
-	snprintf(dst, dlen, "[UNAVAILABLE]");
-	if (f->client.ss_family == AF_INET) {
-		if (inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip)) != NULL)
-			snprintf(dst, dlen, "%s", ip);
-		*port = ntohs(s4->sin_port);
-	} else if (f->client.ss_family == AF_INET6) {
-		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
-			if (inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], ip, sizeof(ip)) != NULL)
-				snprintf(dst, dlen, "%s", ip);
-		} else if (inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip)) != NULL)
-			snprintf(dst, dlen, "IPV6:%s", ip);
-		*port = ntohs(s6->sin6_port);
-	}
-}
-
-/* The XCLIENT line (CRLF included) with these attributes: its length, or -1 if over the limit. */
-static int
-fsm_xclient_line_fmt(const struct smtp_fsm *f, unsigned bits, const char *helo,
-    char *line, size_t size)
-{
-	char addr[INET6_ADDRSTRLEN + 16], portstr[16];
-	const char *val;
-	unsigned port, i;
-	size_t n;
-	int k;
-
-	fsm_xclient_addr(f, addr, sizeof(addr), &port);
-	if (port != 0)
-		snprintf(portstr, sizeof(portstr), "%u", port);
-	else
-		snprintf(portstr, sizeof(portstr), "[UNAVAILABLE]");
-	n = (size_t)snprintf(line, size, "XCLIENT");
-	for (i = 0; i < sizeof(fsm_xattrs) / sizeof(fsm_xattrs[0]); i++) {
-		if (!(bits & fsm_xattrs[i].bit))
-			continue;
-		switch (fsm_xattrs[i].bit) {
-		case FSM_XA_ADDR:	val = addr; break;
-		case FSM_XA_PORT:	val = portstr; break;
-		case FSM_XA_HELO:	val = helo; break;
-		case FSM_XA_PROTO:	val = f->xc_verb == SMTP_V_EHLO ? "ESMTP" : "SMTP"; break;
-		default:		val = "[UNAVAILABLE]"; break;
-		}
-		k = snprintf(line + n, size - n, " %s=%s", fsm_xattrs[i].name, val);
-		if (k < 0 || (size_t)k >= size - n)
-			return -1;
-		n += (size_t)k;
-	}
-	if (n + 2 > FSM_XCLIENT_MAX || n + 2 >= size)
-		return -1;
-	line[n++] = '\r';
-	line[n++] = '\n';
-	return (int)n;
-}
-
 /*
  * Send XCLIENT with the listed attributes, answered before the held client
  * line. A HELO argument longer than 255 octets (Postfix refuses the whole
@@ -1208,15 +1059,15 @@ fsm_xclient_line_fmt(const struct smtp_fsm *f, unsigned bits, const char *helo,
 static void
 fsm_xclient_send(struct smtp_fsm *f, unsigned bits)
 {
-	char helo[(SMTP_HELO_MAX - 1) * 3 + 1], line[FSM_XCLIENT_MAX + 64];
-	int n = -1;
+	char helo[(SMTP_HELO_MAX - 1) * 3 + 1], line[SMTP_XCLIENT_MAX + 64];
+	int ehlo = f->xc_verb == SMTP_V_EHLO, n = -1;
 
 	if (f->xc_helo_len > 0 && f->xc_helo_len < SMTP_HELO_MAX &&
-	    fsm_xtext(helo, sizeof(helo), buf_head(&f->xc_line) + f->xc_helo_off,
+	    smtp_xclient_xtext(helo, sizeof(helo), buf_head(&f->xc_line) + f->xc_helo_off,
 	    f->xc_helo_len) != -1)
-		n = fsm_xclient_line_fmt(f, bits, helo, line, sizeof(line));
+		n = smtp_xclient_line(bits, &f->client, helo, ehlo, line, sizeof(line));
 	if (n == -1)
-		n = fsm_xclient_line_fmt(f, bits, "[UNAVAILABLE]", line, sizeof(line));
+		n = smtp_xclient_line(bits, &f->client, "[UNAVAILABLE]", ehlo, line, sizeof(line));
 	if (n == -1 || fifo_push_front(f, SMTP_P_XCLIENT, SMTP_PF_INTERNAL) == NULL) {
 		fsm_fail(f);
 		return;
@@ -1252,10 +1103,11 @@ fsm_xclient_event(struct smtp_fsm *f, const char *reason, int code, struct slice
 static void
 fsm_xclient_probed(struct smtp_fsm *f, int code, struct slice text)
 {
-	unsigned bits = code == 250 ? fsm_xclient_offered(f) : 0;
+	unsigned bits = code == 250 ?
+	    smtp_xclient_offered(buf_head(&f->ehlo), buf_len(&f->ehlo)) : 0;
 	struct smtp_pending done;
 
-	if (bits & (FSM_XA_ADDR | FSM_XA_PORT | FSM_XA_NAME | FSM_XA_HELO | FSM_XA_PROTO)) {
+	if (bits & SMTP_XA_ATTRS) {
 		buf_free(&f->ehlo);
 		fsm_xclient_send(f, bits);
 		return;
