@@ -36,7 +36,8 @@ LDFLAGS  += $(SANFLAGS) -pthread
 
 # Everything but main() goes into one static library that the daemon and the
 # unit tests link, so tests exercise exactly the production objects.
-LIB_SRC  := $(filter-out proxy/main.c,$(wildcard proxy/*.c proxy/smtp/*.c)) $(wildcard rules/*.c) $(wildcard nfq/*.c)
+LIB_SRC  := $(filter-out proxy/main.c,$(wildcard proxy/*.c proxy/smtp/*.c)) $(wildcard rules/*.c) $(wildcard nfq/*.c) \
+            $(wildcard capture/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libsmtpwall.a
 DAEMON   := $(BUILD)/smtpwalld
@@ -51,6 +52,8 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 CMOCKA   := $(shell pkg-config --cflags --libs cmocka 2>/dev/null || echo -lcmocka)
 # nfq/nfq.c: libmnl and the mnl API of libnetfilter_queue.
 LDLIBS   += $(shell pkg-config --libs libmnl libnetfilter_queue 2>/dev/null || echo -lmnl -lnetfilter_queue)
+# capture/: libpcap.
+LDLIBS   += $(shell pkg-config --libs libpcap 2>/dev/null || echo -lpcap)
 # smtpwall-firewall: its own small library (the rule generator, pure) and
 # main(); it reads the configuration with the daemon's own parser.
 FW_SRC   := $(filter-out fw/main.c,$(wildcard fw/*.c))
@@ -148,7 +151,7 @@ FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 FUZZ_FLAGS   := -std=gnu11 -g -O1 -D_GNU_SOURCE -I. -pthread -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all
 
-build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard proxy/*.h proxy/smtp/*.h rules/*.h nfq/*.h)
+build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard proxy/*.h proxy/smtp/*.h rules/*.h nfq/*.h capture/*.h)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
 

@@ -46,6 +46,9 @@ struct nq_tuple {
 	uint16_t	sport;
 	uint16_t	dport;
 	uint8_t		tcp_flags;
+	uint32_t	seq;		/* host order */
+	size_t		payload_off;	/* TCP payload: offset from the IP header */
+	size_t		payload_len;	/* as the IP length declares it, cut at the packet's end */
 };
 
 /* Longest IPv6 extension header chain walked; a longer one is BAD_HEADER. */

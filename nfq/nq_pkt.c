@@ -36,12 +36,12 @@ nq_pkt_need(size_t off, size_t need, size_t len, size_t end)
 	return 0;
 }
 
-/* The TCP header at pkt+off: ports and flags into *t. */
+/* The TCP header at pkt+off: ports, sequence number, flags and payload into *t. */
 static int
 nq_pkt_tcp(const uint8_t *pkt, size_t off, size_t len, size_t end, struct nq_tuple *t)
 {
 	const uint8_t *th = pkt + off;
-	size_t doff;
+	size_t doff, stop;
 	int rc;
 
 	if ((rc = nq_pkt_need(off, NQ_TCP_NEED, len, end)) != 0)
@@ -51,7 +51,12 @@ nq_pkt_tcp(const uint8_t *pkt, size_t off, size_t len, size_t end, struct nq_tup
 		return NQ_PKT_BAD_HEADER;
 	t->sport = nq_be16(th);
 	t->dport = nq_be16(th + 2);
+	t->seq = ((uint32_t)nq_be16(th + 4) << 16) | nq_be16(th + 6);
 	t->tcp_flags = th[NQ_TCP_OFF_FLAGS];
+	/* The payload: what the IP length declares after the TCP header, cut to len. */
+	stop = end < len ? end : len;
+	t->payload_off = off + doff;
+	t->payload_len = stop > t->payload_off ? stop - t->payload_off : 0;
 	return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <time.h>
 
 #include "admit.h"
+#include "captures.h"
 #include "control.h"
 #include "ctlcmd.h"
 #include "live.h"
@@ -64,6 +66,7 @@ struct ctl_opts {
 	const char	*until;		/* --until */
 	const char	*comment;	/* --comment */
 	const char	*client, *helo, *from;
+	const char	*sessions;	/* --sessions */
 	const char	*to[CTL_CHECK_RCPT_MAX];
 	unsigned	 nto;
 };
@@ -143,6 +146,8 @@ ctl_options(int argc, char **argv, int first, const char *allowed,
 			slot = &o->helo;
 		else if (strcmp(name, "from") == 0)
 			slot = &o->from;
+		else if (strcmp(name, "sessions") == 0)
+			slot = &o->sessions;
 		if (slot == NULL) {
 			ctl_line(out, "error: usage: %s", usage);
 			return -1;
@@ -766,15 +771,106 @@ ctl_reload(struct ctl_ctx *x, int argc, char **argv)
 }
 
 static void
+ctl_capture_list(struct ctl_ctx *x)
+{
+	struct capt_info armed[CAPT_MAX_ARMED];
+	struct capt_file files[CAPT_RECENT];
+	char until[32];
+	uint64_t rx, drop;
+	unsigned i, n, nf;
+	static const char *const kinds[] = { "client", "sender", "rcpt", "refused" };
+
+	n = capt_list(x->px, armed, CAPT_MAX_ARMED);
+	for (i = 0; i < n; i++) {
+		if (armed[i].until != 0)
+			strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", gmtime(&armed[i].until));
+		else
+			strcpy(until, "-");
+		ctl_line(x->out, "capture id=%u %s%s%s sessions_left=%u files=%u until=%s",
+		    armed[i].id, kinds[armed[i].kind], armed[i].match[0] ? " " : "",
+		    armed[i].match, armed[i].sessions_left, armed[i].files, until);
+	}
+	nf = capt_files(x->px, files, CAPT_RECENT);
+	for (i = 0; i < nf; i++)
+		ctl_line(x->out, "file id=%u session=%016llx bytes=%llu%s%s %s/%s", files[i].id,
+		    (unsigned long long)files[i].session, (unsigned long long)files[i].bytes,
+		    files[i].open ? " writing" : "", files[i].truncated ? " truncated" : "",
+		    x->px->conf->cf.capture_dir, files[i].name);
+	capt_pcap_stats(x->px, &rx, &drop);
+	if (rx != 0 || drop != 0)
+		ctl_line(x->out, "pcap received=%llu dropped=%llu", (unsigned long long)rx,
+		    (unsigned long long)drop);
+	ctl_line(x->out, "ok %u armed, %u recent files", n, nf);
+}
+
+/*
+ * capture client CIDR | sender PATTERN | rcpt PATTERN | refused
+ *     [--sessions N] [--for DURATION]; capture list; capture stop ID.
+ * Arming answers "ok ID", so that `id=$(smtpwallctl capture ...)` works.
+ */
+static void
 ctl_capture(struct ctl_ctx *x, int argc, char **argv)
 {
-	struct proxy *px = x->px;
 	struct buf *out = x->out;
+	struct ctl_opts o;
+	enum capt_kind kind;
+	const char *arg = NULL;
+	char err[256], *end;
+	unsigned long n, sessions = 1;
+	long long for_s = 0;
+	unsigned id;
+	int first;
 
-	(void)px;
-	(void)argc;
-	(void)argv;
-	ctl_line(out, "error: capture is not available in this version");
+	if (argc == 2 && strcmp(argv[1], "list") == 0) {
+		ctl_capture_list(x);
+		return;
+	}
+	if (argc == 3 && strcmp(argv[1], "stop") == 0) {
+		errno = 0;
+		n = strtoul(argv[2], &end, 10);
+		if (*argv[2] == '\0' || *end != '\0' || errno != 0 || n == 0 || n > UINT_MAX ||
+		    capt_stop(x->px, (unsigned)n) == -1) {
+			ctl_line(out, "error: no armed capture with id %s (see capture list)", argv[2]);
+			return;
+		}
+		ctl_line(out, "ok stopped capture %lu", n);
+		return;
+	}
+	if (argc >= 2 && strcmp(argv[1], "refused") == 0) {
+		kind = CAPT_REFUSED;
+		first = 2;
+	} else if (argc >= 3 && (strcmp(argv[1], "client") == 0 || strcmp(argv[1], "sender") == 0 ||
+	    strcmp(argv[1], "rcpt") == 0)) {
+		kind = argv[1][0] == 'c' ? CAPT_CLIENT : argv[1][0] == 's' ? CAPT_SENDER : CAPT_RCPT;
+		arg = argv[2];
+		first = 3;
+	} else {
+		ctl_line(out, "error: usage: %s", x->usage);
+		return;
+	}
+	if (ctl_options(argc, argv, first, "sessions for", &o, out, x->usage) == -1)
+		return;
+	if (o.sessions != NULL) {
+		errno = 0;
+		sessions = strtoul(o.sessions, &end, 10);
+		if (*o.sessions < '1' || *o.sessions > '9' || *end != '\0' || errno != 0 ||
+		    sessions > 100000) {
+			ctl_line(out, "error: --sessions: expected a number from 1 to 100000, not '%s'",
+			    o.sessions);
+			return;
+		}
+	}
+	if (o.for_ != NULL && (for_s = ctlcmd_duration(o.for_)) < 0) {
+		ctl_line(out, "error: bad duration '%s': expected a number and s, m, h, d or w (e.g. 2h)",
+		    o.for_);
+		return;
+	}
+	if (capt_arm(x->px, kind, arg, (unsigned)sessions, (unsigned long long)for_s, &id, err,
+	    sizeof(err)) == -1) {
+		ctl_line(out, "error: %s", err);
+		return;
+	}
+	ctl_line(out, "ok %u", id);
 }
 
 static void ctl_help(struct ctl_ctx *, int, char **);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "admit.h"
+#include "captures.h"
 #include "climap.h"
 #include "conf.h"
 #include "control.h"
@@ -251,6 +252,8 @@ main(int argc, char *argv[])
 		fatal("ev_loop_new");
 	if (px_signals(&px) == -1)
 		fatal("signals");
+	if (capt_init(&px) == -1)
+		fatal("capt_init");
 	px_listen(&px);
 	if (persist_start(&px) == -1)
 		fatal("rules writer thread");
@@ -270,6 +273,7 @@ main(int argc, char *argv[])
 		log_warn("event loop");
 	log_info("stopped");
 	admit_stop(&px);	/* unbound: the kernel applies nfqueue_fail from here */
+	capt_free(&px);		/* capture files are closed complete */
 	persist_stop(&px);	/* a write in flight completes first */
 	ctl_close(&px);
 	rules_unref(px.rules);

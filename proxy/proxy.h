@@ -18,6 +18,7 @@ struct climap;
 struct ctl;
 struct persist;
 struct admit;
+struct capt;
 
 struct proxy_stats {
 	time_t		started;		/* wall clock at start */
@@ -52,6 +53,7 @@ struct proxy {
 	struct ctl		*ctl;		/* the control socket, NULL if none */
 	struct persist		*persist;	/* the rules file writer thread */
 	struct admit		*admit;		/* the NFQUEUE threads, NULL when nfqueue = off */
+	struct capt		*capt;		/* armed captures (captures.c) */
 
 	struct session		*sessions;	/* doubly linked list of live sessions */
 	unsigned		 nsessions;

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "captures.h"
 #include "climap.h"
 #include "log.h"
 #include "proxy.h"
@@ -66,6 +67,7 @@ sess_log_event(void *arg, const struct smtp_event *ev)
 		}
 		log_info("session=%016llx refuse %s=<%s> reason=%s code=%d%s",
 		    (unsigned long long)s->id, ev->what, a, ev->reason, ev->code, rule);
+		capt_session_event(s, CAPT_REFUSED, NULL, 0);
 		break;
 	case SMTP_EV_ERROR:
 		log_info("session=%016llx error %s=\"%s\" reason=%s code=%d",
@@ -73,6 +75,7 @@ sess_log_event(void *arg, const struct smtp_event *ev)
 		break;
 	case SMTP_EV_ABORT:
 		px->stats.aborted_data++;
+		capt_session_event(s, CAPT_REFUSED, NULL, 0);
 		log_info("session=%016llx abort data from=<%s> reason=%s code=%d bytes=%llu",
 		    (unsigned long long)s->id, a, ev->reason, ev->code,
 		    (unsigned long long)s->fsm.data.content);
@@ -93,6 +96,10 @@ sess_log_event(void *arg, const struct smtp_event *ev)
 	case SMTP_EV_STATE:
 		log_debug("session=%016llx state %s -> %s", (unsigned long long)s->id,
 		    smtp_state_str(ev->from), smtp_state_str(ev->to));
+		break;
+	case SMTP_EV_ADDRESS:
+		capt_session_event(s, strcmp(ev->what, "from") == 0 ? CAPT_SENDER : CAPT_RCPT,
+		    ev->arg.p, ev->arg.p ? ev->arg.len : 0);
 		break;
 	case SMTP_EV_XCLIENT:
 		/* xclient = on: the server's reply that decided is untrusted text */
@@ -199,6 +206,7 @@ sess_close(struct session *s, const char *result)
 	if (s->result == NULL)
 		s->result = result;
 	sess_log_summary(s);
+	capt_session_end(s);
 	sess_server_close(s, s->fsm.state == SS_DATA);
 	conn_close(px, &s->client, 0);
 	ev_timer_cancel(px->loop, &s->t_idle);
@@ -660,10 +668,23 @@ static int
 sess_connect_upstream(struct session *s)
 {
 	const struct sockaddr *src = NULL;
+	struct sockaddr_storage local;
+	int fd;
 
 	if (s->conf->cf.mode == CONFIG_MODE_TPROXY && s->caddr.ss_family == s->saddr.ss_family)
 		src = (const struct sockaddr *)&s->caddr;
-	return sock_connect((struct sockaddr *)&s->saddr, src);
+	if (!capt_session_wants_port(s))
+		fd = sock_connect((struct sockaddr *)&s->saddr, src);
+	else if ((fd = sock_upstream_bound((struct sockaddr *)&s->saddr, src, &local)) != -1) {
+		/* Captured: its port enters the capture filter before the SYN leaves. */
+		capt_session_upstream(s, &local);
+		if (sock_upstream_connect(fd, (struct sockaddr *)&s->saddr) == -1)
+			return -1;
+		/* bound to the wildcard: the address is known once connect() chose a route */
+	}
+	if (fd != -1 && s->capt != NULL && sock_local_addr(fd, &local) == 0)
+		capt_session_upstream(s, &local);
+	return fd;
 }
 
 static void
@@ -720,6 +741,7 @@ sess_start(struct proxy *px, int fd, int lfd, const struct sockaddr_storage *pee
 		sess_close(s, "error");
 		return;
 	}
+	capt_session_start(s);
 	log_debug("session=%016llx connect client=%s server=%s", (unsigned long long)s->id,
 	    sock_addr_str((struct sockaddr *)&s->caddr, ip),
 	    sock_addr_str((struct sockaddr *)&s->saddr, line));

@@ -20,6 +20,7 @@
 #include "smtp/fsm.h"
 
 struct proxy;
+struct capt_rec;
 
 struct conn {
 	int		fd;		/* -1 when closed */
@@ -44,6 +45,7 @@ struct session {
 	int			 dead;
 	int			 draining;	/* closing: flushing the last replies to the client */
 	const char		*result;	/* summary: why it ended */
+	struct capt_rec		*capt;		/* being captured (captures.c), or NULL */
 };
 
 #define SESS_FROM_LEN	(SMTP_ADDR_MAX * 4 + 3)

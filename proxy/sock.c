@@ -155,8 +155,9 @@ sock_tproxy_dst(int fd, const struct sockaddr *listener, struct sockaddr_storage
 	return 0;
 }
 
-int
-sock_connect(const struct sockaddr *dst, const struct sockaddr *src)
+/* The upstream socket, bound to src (TPROXY) or, with bind_now, to the wildcard. */
+static int
+sock_upstream_open(const struct sockaddr *dst, const struct sockaddr *src, int bind_now)
 {
 	struct sockaddr_storage from;
 	int fd, one = 1, e;
@@ -164,6 +165,8 @@ sock_connect(const struct sockaddr *dst, const struct sockaddr *src)
 	if ((fd = socket(dst->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
 		return -1;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	memset(&from, 0, sizeof(from));
+	from.ss_family = dst->sa_family;
 	if (src != NULL) {
 		/* The client's address, a port of the kernel's choosing: reusing the
 		 * client's own port would be the very 4-tuple being intercepted. */
@@ -172,19 +175,62 @@ sock_connect(const struct sockaddr *dst, const struct sockaddr *src)
 			((struct sockaddr_in6 *)&from)->sin6_port = 0;
 		else
 			((struct sockaddr_in *)&from)->sin_port = 0;
-		(void)setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-		if (sock_transparent(fd, dst->sa_family) == -1 ||
-		    bind(fd, (struct sockaddr *)&from, sock_addr_len(src)) == -1)
+		if (sock_transparent(fd, dst->sa_family) == -1)
 			goto bad;
 	}
-	if (connect(fd, dst, sock_addr_len(dst)) == -1 && errno != EINPROGRESS)
-		goto bad;
+	if (src != NULL || bind_now) {
+		if (!bind_now)
+			(void)setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+		if (bind(fd, (struct sockaddr *)&from, sock_addr_len((struct sockaddr *)&from)) == -1)
+			goto bad;
+	}
 	return fd;
 bad:
 	e = errno;
 	close(fd);
 	errno = e;
 	return -1;
+}
+
+int
+sock_upstream_connect(int fd, const struct sockaddr *dst)
+{
+	int e;
+
+	if (connect(fd, dst, sock_addr_len(dst)) == -1 && errno != EINPROGRESS) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+int
+sock_upstream_bound(const struct sockaddr *dst, const struct sockaddr *src,
+    struct sockaddr_storage *local)
+{
+	int fd, e;
+
+	if ((fd = sock_upstream_open(dst, src, 1)) == -1)
+		return -1;
+	if (sock_local_addr(fd, local) == -1) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+int
+sock_connect(const struct sockaddr *dst, const struct sockaddr *src)
+{
+	int fd;
+
+	if ((fd = sock_upstream_open(dst, src, 0)) == -1 || sock_upstream_connect(fd, dst) == -1)
+		return -1;
+	return fd;
 }
 
 int

@@ -51,6 +51,15 @@ int	sock_local_addr(int fd, struct sockaddr_storage *addr);
  * the socket is IP_TRANSPARENT and bound to src's address with port 0.
  */
 int	sock_connect(const struct sockaddr *dst, const struct sockaddr *src);
+/*
+ * sock_connect in two steps, for a caller that must know the socket's own
+ * port before its SYN leaves (a session being captured): the socket, bound
+ * now (to src, or to the wildcard address) with *local filled in, then the
+ * connect.
+ */
+int	sock_upstream_bound(const struct sockaddr *dst, const struct sockaddr *src,
+	    struct sockaddr_storage *local);
+int	sock_upstream_connect(int fd, const struct sockaddr *dst);	/* 0, or -1 with errno; the fd is closed */
 
 /* After the connect completed (writable): 0, or the errno it failed with. */
 int	sock_connect_error(int fd);

@@ -26,7 +26,7 @@ if [ ! -x "$BUILD/smtpwalld" ]; then
 	echo "demo: $BUILD/smtpwalld not found; run make first" >&2
 	exit 1
 fi
-for t in ip nft ss swaks /usr/bin/python3; do
+for t in ip nft ss swaks tshark /usr/bin/python3; do
 	command -v "$t" >/dev/null || { echo "demo: missing $t; run: sudo make deps" >&2; exit 1; }
 done
 
@@ -194,15 +194,31 @@ ctl check --client 203.0.113.60 --from alert@monitor.example.net --to 5550100@sm
 E_EXPLAINED=0
 printf '%s\n' "$CTL_OUT" | grep -q 'refused 550 5.7.1 (reason=relay: 203.0.113.60 is not in trusted_networks' &&
 	E_EXPLAINED=1
+note "To see that exact session on the wire, both legs, the administrator arms a capture for the monitor's next session:"
+ctl capture client 203.0.113.60/32 --sessions 1
+CAP_ID=$CTL_OUT
+run_swaks monitor.example.net alert@monitor.example.net 5550100@sms.carrier.example 203.0.113.60 >/dev/null
+# The file is complete 2 s after the session (its TCP teardown); smtpwalld logs it.
+lab_wait 10 grep -q "capture id=$CAP_ID session=.* file=" "$LAB_DIR/smtpwalld.log"
+ctl capture list
+CAP_FILE=$(printf '%s\n' "$CTL_OUT" | sed -n 's/^file id=[0-9]* .* \(\/.*\.pcap\)$/\1/p' | head -1)
+E_CAPTURED=0
+if [ -n "$CAP_FILE" ] && [ -f "$CAP_FILE" ]; then
+	echo "  \$ tshark -r $(basename "$CAP_FILE") -Y smtp"
+	tshark -n -r "$CAP_FILE" -Y smtp 2>/dev/null | sed 's/^ *//' | indent
+	tshark -n -r "$CAP_FILE" -Y smtp 2>/dev/null | grep -q "550 5.7.1 <5550100@sms.carrier.example>: Relay access denied" &&
+		[ "$(tshark -n -r "$CAP_FILE" -Y 'tcp.flags.syn == 1 && tcp.flags.ack == 0' 2>/dev/null | wc -l)" = 2 ] &&
+		E_CAPTURED=1
+fi
 note "...and lets the monitor relay to the SMS gateway, and nowhere else, live (no restart, on disk before ok):"
 ctl allow relay 203.0.113.60/32 to sms.carrier.example --comment "network monitor alerts"
 run_swaks monitor.example.net alert@monitor.example.net 5550100@sms.carrier.example 203.0.113.60
-if [ $E_REFUSED = 1 ] && [ $E_EXPLAINED = 1 ] && [ $RC = 0 ] &&
+if [ $E_REFUSED = 1 ] && [ $E_EXPLAINED = 1 ] && [ $E_CAPTURED = 1 ] && [ $RC = 0 ] &&
 	new_server_log | grep -q "RCPT TO:<5550100@sms.carrier.example>" &&
 	new_server_log | grep -q "message stored"; then
-	verdict OK "(e) the monitor's alert: refused, explained by smtpwallctl check, delivered after allow relay"
+	verdict OK "(e) the monitor's alert: refused, explained by smtpwallctl check, captured (both legs, read by tshark), delivered after allow relay"
 else
-	verdict FAIL "(e) the monitor's alert (refused=$E_REFUSED explained=$E_EXPLAINED swaks exit $RC)"
+	verdict FAIL "(e) the monitor's alert (refused=$E_REFUSED explained=$E_EXPLAINED captured=$E_CAPTURED swaks exit $RC)"
 fi
 
 say "(f) A spam wave from *@wave.example: the administrator blocks it while smtpwalld runs."

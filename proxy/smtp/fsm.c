@@ -323,6 +323,7 @@ fsm_cmd_mail(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
 	struct slice addr = fsm_path_text(&c->path);
 	struct slice box = c->path.mailbox;
 
+	fsm_event(f, SMTP_EV_ADDRESS, "from", box, "", 0);
 	if ((size = smtp_cmd_param(c, "SIZE")) != NULL &&
 	    size->value.p != NULL && smtp_param_ulong(size->value, &n) == 0 &&
 	    n > f->conf->max_message_size) {
@@ -360,6 +361,7 @@ fsm_cmd_rcpt(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
 	struct rules_rcpt r;
 	struct rules_verdict v;
 
+	fsm_event(f, SMTP_EV_ADDRESS, "rcpt", p->mailbox, "", 0);
 	if (!f->tx_active) {
 		fsm_reply(f, c->verb, "503 5.5.1 Error: need MAIL command");
 		return;

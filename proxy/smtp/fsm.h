@@ -67,6 +67,8 @@ enum smtp_event_kind {
 	SMTP_EV_SERVER,		/* the server misbehaved (garbage reply, unsolicited reply) */
 	SMTP_EV_STATE,		/* state change (debug) */
 	SMTP_EV_MESSAGE,	/* the server answered the end of DATA (code) */
+	SMTP_EV_ADDRESS,	/* a MAIL FROM or RCPT TO that parsed, before the policy judges it
+				   (what "from"/"rcpt", arg the mailbox): capture triggers */
 	SMTP_EV_XCLIENT,	/* xclient = on: the outcome (reason "ok", "not_offered" or
 				   "refused"; code and arg: the server's reply that decided) */
 };

@@ -245,7 +245,8 @@ fzs_xclient_line(struct fzs *z, const char *l, size_t n)
 		z->xc_sent = 1;
 		return 1;
 	}
-	if (z->xc_probe || n < 6 || memcmp(l, "EHLO", 4) != 0)
+	/* the verb as the client wrote it: an EHLO client's own line is the probe */
+	if (z->xc_probe || n < 6 || strncasecmp(l, "EHLO", 4) != 0)
 		return 0;
 	/* the probe: "EHLO" + what follows the verb of a whole HELO/EHLO line of the client */
 	z->xc_probe = 1;

@@ -206,6 +206,42 @@ test_nq_pkt_ipv4_syn_to_port_25(void **state)
 	assert_true(nq_tuple_is_syn(&t));
 }
 
+/* The sequence number and the payload's place, as the capture code needs them. */
+static void
+test_nq_pkt_seq_and_payload(void **state)
+{
+	uint8_t p[160];
+	struct nq_tuple t;
+	size_t n, tcp_off;
+
+	(void)state;
+	tcp_off = t_ip4(p, 4, T_PROTO_TCP, 0, 32 + 5);
+	n = tcp_off + t_tcp(p + tcp_off, NQ_TCP_ACK | NQ_TCP_PSH, 8);
+	p[tcp_off + 4] = 0x01;
+	p[tcp_off + 5] = 0x02;
+	p[tcp_off + 6] = 0x03;
+	p[tcp_off + 7] = 0xf4;
+	memcpy(p + n, "AUTH ", 5);
+	n += 5;
+	memset(p + n, 0xee, 7);			/* link padding: not payload */
+	assert_int_equal(t_parse(p, n + 7, &t), 0);
+	assert_int_equal(t.seq, 0x010203f4u);
+	assert_int_equal(t.payload_off, tcp_off + 32);
+	assert_int_equal(t.payload_len, 5);
+	assert_memory_equal(p + t.payload_off, "AUTH ", 5);
+	/* Cut short (a snap length): the payload stops at the end of what is there. */
+	assert_int_equal(t_parse(p, n - 2, &t), 0);
+	assert_int_equal(t.payload_len, 3);
+
+	tcp_off = t_ip6(p, T_PROTO_TCP, 20 + 4);
+	n = tcp_off + t_tcp(p + tcp_off, NQ_TCP_ACK, 5);
+	memcpy(p + n, "QUIT", 4);
+	assert_int_equal(t_parse(p, n + 4, &t), 0);
+	assert_int_equal(t.payload_off, 60);
+	assert_int_equal(t.payload_len, 4);
+	assert_int_equal(t.seq, 0);
+}
+
 static void
 test_nq_pkt_ipv4_options_are_skipped(void **state)
 {
@@ -637,6 +673,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_nq_pkt_ipv4_syn_to_port_25),
+		cmocka_unit_test(test_nq_pkt_seq_and_payload),
 		cmocka_unit_test(test_nq_pkt_ipv4_options_are_skipped),
 		cmocka_unit_test(test_nq_pkt_ipv4_tcp_options_and_padding),
 		cmocka_unit_test(test_nq_pkt_ipv6_syn),
