@@ -260,6 +260,9 @@ capt_rec_free(struct capt *c, struct capt_rec *r)
 		    (unsigned long long)cap_sess_frames(r->cs),
 		    (unsigned long long)cap_sess_bytes(r->cs),
 		    cap_sess_truncated(r->cs) ? " truncated=yes" : "");
+		cap_sess_close(r->cs);
+		r->cs = NULL;
+		capt_prune(c, NULL);	/* the file has grown since it was started */
 	}
 	cap_sess_close(r->cs);
 	capt_unlink(c, &r->n_client);

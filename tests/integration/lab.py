@@ -626,8 +626,9 @@ class Proxy:
     With `again` (a stopped or killed Proxy), a new run on that run's directory,
     configuration and rules file exactly as they are on disk (its own log)."""
 
-    def __init__(self, lab, config, rules, name, again=None):
+    def __init__(self, lab, config, rules, name, again=None, run_as=None):
         self.lab = lab
+        self.run_as = run_as if again is None else again.run_as
         self.binary = daemon_path()
         if again is None:
             self.run = 0
@@ -660,8 +661,21 @@ class Proxy:
         self.notes = []
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path)
         self.log_f = open(self.log_path, "wb")
-        self.proc = lab.spawn(lab.ns_gw, [str(self.binary), "-c", str(self.conf_path), "-d"], name,
-                              stderr=self.log_f, env=env)
+        cmd = [str(self.binary), "-c", str(self.conf_path), "-d"]
+        if self.run_as:
+            # (user, group, capabilities): an unprivileged user holding only these
+            # capabilities, as systemd's User= and AmbientCapabilities= give it.
+            user, group, caps = self.run_as
+            pw = pwd.getpwnam(user)
+            for path in (self.dir, self.rules_path, self.dir / "captures"):
+                if path.exists():
+                    os.chown(path, pw.pw_uid, pw.pw_gid)
+            os.chmod(self.notify_path, 0o777)
+            c = ",".join("+" + x for x in caps)
+            cmd = ["setpriv", "--reuid=" + user, "--regid=" + group, "--clear-groups",
+                   "--inh-caps=-all," + c, "--ambient-caps=-all," + c, "--bounding-set=-all," + c,
+                   "--"] + cmd
+        self.proc = lab.spawn(lab.ns_gw, cmd, name, stderr=self.log_f, env=env)
         try:
             wait_for(lambda: self.proc.poll() is not None or self._listening(), 10,
                      "smtpwalld to listen on :%d (v4 and v6)" % LISTEN_PORT)
@@ -901,12 +915,13 @@ class Lab:
 
     _proxy_seq = 0
 
-    def start_proxy(self, config=None, rules=BASE_RULES):
+    def start_proxy(self, config=None, rules=BASE_RULES, run_as=None):
         """(Re)start smtpwalld with BASE_CONFIG updated by `config`. Only one runs at a time:
-        two daemons on one SO_REUSEPORT port would share the connections."""
+        two daemons on one SO_REUSEPORT port would share the connections. run_as:
+        (user, group, [capabilities]) to run it unprivileged, through setpriv."""
         self.stop_proxy()
         Lab._proxy_seq += 1
-        self.proxy = Proxy(self, config or {}, rules, "smtpwalld-%d" % Lab._proxy_seq)
+        self.proxy = Proxy(self, config or {}, rules, "smtpwalld-%d" % Lab._proxy_seq, run_as=run_as)
         return self.proxy
 
     def restart_proxy(self, check=True):
