@@ -277,3 +277,21 @@ def test_capture_errors(lab, wall):
     assert r.returncode == 1 and "no armed capture" in r.stderr
     r = wall.ctl("capture", "sender", "*@x.example", "--sessions", "0")
     assert r.returncode in (1, 2)
+
+
+def test_capture_over_ipv6(lab, wall):
+    cap_id = ctl_ok(wall, "capture", "client", L.CLIENT6 + "/128")
+    with SMTPClient(lab, L.REC6, src=L.CLIENT6) as c:
+        assert c.greeting().code == 220
+        assert c.ehlo("cap-v6").code == 250
+        assert c.cmd("MAIL FROM:<a@example.org>").code == 250
+        assert c.cmd("RCPT TO:<victim@elsewhere.example>").code == 550
+        c.quit()
+        port = c.local_port
+    sid = session_of(wall, port)
+    wait_file_closed(wall, cap_id, sid)
+    (name,) = files(wall)
+    assert name.endswith("-%s.pcap" % L.CLIENT6.replace(":", "_")), name
+    syns = syn_streams(capdir(wall) / name)
+    assert len(syns) == 2 and any(L.CLIENT6 in s for s in syns) and any(L.GW_S6 in s for s in syns), syns
+    assert "550" in [code for _, _, _, code in smtp_lines(capdir(wall) / name) if code]
