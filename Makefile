@@ -52,8 +52,9 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 CMOCKA   := $(shell pkg-config --cflags --libs cmocka 2>/dev/null || echo -lcmocka)
 # nfq/nfq.c: libmnl and the mnl API of libnetfilter_queue.
 LDLIBS   += $(shell pkg-config --libs libmnl libnetfilter_queue 2>/dev/null || echo -lmnl -lnetfilter_queue)
-# capture/: libpcap.
+# capture/: libpcap. sd_notify(3): libsystemd.
 LDLIBS   += $(shell pkg-config --libs libpcap 2>/dev/null || echo -lpcap)
+LDLIBS   += $(shell pkg-config --libs libsystemd 2>/dev/null || echo -lsystemd)
 # smtpwall-firewall: its own small library (the rule generator, pure) and
 # main(); it reads the configuration with the daemon's own parser.
 FW_SRC   := $(filter-out fw/main.c,$(wildcard fw/*.c))
@@ -62,6 +63,7 @@ FW_LIB   := $(BUILD)/libfw.a
 FW       := $(BUILD)/smtpwall-firewall
 
 .PHONY: all deps check check-unit check-integration demo fuzz bench bench-nfq clean help
+.PHONY: install uninstall check-install
 all: $(DAEMON) $(CTL) $(FW)
 
 $(BUILD)/%.o: %.c
@@ -108,6 +110,7 @@ deps:
 check: deps
 	$(MAKE) check-unit
 	$(MAKE) check-integration
+	$(MAKE) check-install
 
 # The benchmark is built (not run) with the unit tests, so it cannot rot.
 check-unit: $(UNIT_BIN) $(BUILD)/bench_rules $(BUILD)/synflood
@@ -165,6 +168,100 @@ fuzz: $(FUZZ_BIN)
 		fi; grep -E '^Done' build-fuzz/$$t.log; \
 	done
 
+# ---- install / uninstall (DESTDIR, PREFIX) ------------------------------------
+# make install [DESTDIR=/tmp/stage] [PREFIX=/usr]: the programs, the systemd
+# units (their /usr/sbin and /etc paths rewritten to SBINDIR and SYSCONFDIR),
+# tmpfiles.d and sysusers.d files, the man pages and, only if there is none
+# yet, /etc/smtpwall/smtpwall.conf from docs/smtpwall.conf.example.
+# /var/lib/smtpwall is not made here: smtpwall.tmpfiles (and the unit's
+# StateDirectory=) make it, owned by the user that smtpwall.sysusers creates.
+# The systemd directories come from systemd.pc when PREFIX=/usr (Debian 12:
+# units in /lib/systemd/system), else they are under PREFIX.
+DESTDIR    ?=
+PREFIX     ?= /usr
+SBINDIR    ?= $(PREFIX)/sbin
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/smtpwall
+SYSCONFDIR ?= /etc
+ifeq ($(PREFIX),/usr)
+SYSTEMD_PC :=
+else
+SYSTEMD_PC := --define-variable=prefix=$(PREFIX) --define-variable=root_prefix=$(PREFIX)
+endif
+SD_PCVAR    = $(shell pkg-config $(SYSTEMD_PC) --variable=$(1) systemd 2>/dev/null)
+ifeq ($(origin UNITDIR),undefined)
+UNITDIR     := $(or $(call SD_PCVAR,systemdsystemunitdir),$(PREFIX)/lib/systemd/system)
+endif
+ifeq ($(origin TMPFILESDIR),undefined)
+TMPFILESDIR := $(or $(call SD_PCVAR,tmpfilesdir),$(PREFIX)/lib/tmpfiles.d)
+endif
+ifeq ($(origin SYSUSERSDIR),undefined)
+SYSUSERSDIR := $(or $(call SD_PCVAR,sysusersdir),$(PREFIX)/lib/sysusers.d)
+endif
+INSTALL    ?= install
+INST_PROGS := $(DAEMON) $(CTL) $(FW)
+INST_UNITS := systemd/smtpwalld.service systemd/smtpwall-firewall.service
+# The man pages, whatever docs/ holds when make runs (plus the known names,
+# so that uninstall removes them even after one left docs/).
+MAN5       := $(sort $(notdir $(wildcard docs/*.5)) smtpwall.conf.5)
+MAN8       := $(sort $(notdir $(wildcard docs/*.8)) smtpwalld.8 smtpwallctl.8 smtpwall-firewall.8)
+CONF_EX    := docs/smtpwall.conf.example
+CONF       := $(DESTDIR)$(SYSCONFDIR)/smtpwall/smtpwall.conf
+
+install: $(INST_PROGS)
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) \
+	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/smtpwall
+	$(INSTALL) -m 0755 $(INST_PROGS) $(DESTDIR)$(SBINDIR)/
+	@set -e; for u in $(INST_UNITS); do \
+		echo "sed $$u > $(DESTDIR)$(UNITDIR)/$${u#systemd/}"; \
+		sed -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/etc/smtpwall/|$(SYSCONFDIR)/smtpwall/|g' $$u \
+		    > $(DESTDIR)$(UNITDIR)/$${u#systemd/}.tmp; \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$${u#systemd/}.tmp; \
+		mv -f $(DESTDIR)$(UNITDIR)/$${u#systemd/}.tmp $(DESTDIR)$(UNITDIR)/$${u#systemd/}; \
+	done
+	$(INSTALL) -m 0644 systemd/smtpwall.tmpfiles $(DESTDIR)$(TMPFILESDIR)/smtpwall.conf
+	$(INSTALL) -m 0644 systemd/smtpwall.sysusers $(DESTDIR)$(SYSUSERSDIR)/smtpwall.conf
+	@set -e; for m in $(MAN5); do if [ -f docs/$$m ]; then \
+		echo "$(INSTALL) -m 0644 docs/$$m $(DESTDIR)$(MANDIR)/man5/"; \
+		$(INSTALL) -m 0644 docs/$$m $(DESTDIR)$(MANDIR)/man5/; fi; done
+	@set -e; for m in $(MAN8); do if [ -f docs/$$m ]; then \
+		echo "$(INSTALL) -m 0644 docs/$$m $(DESTDIR)$(MANDIR)/man8/"; \
+		$(INSTALL) -m 0644 docs/$$m $(DESTDIR)$(MANDIR)/man8/; fi; done
+	$(INSTALL) -m 0644 $(CONF_EX) $(DESTDIR)$(DOCDIR)/smtpwall.conf.example
+	@if [ -e $(CONF) ]; then \
+		echo "install: $(CONF) exists: left as it is (the example is $(DOCDIR)/smtpwall.conf.example)"; \
+	else \
+		echo "$(INSTALL) -m 0644 $(CONF_EX) $(CONF)"; \
+		$(INSTALL) -m 0644 $(CONF_EX) $(CONF); \
+	fi
+	@if [ -z "$(DESTDIR)" ]; then \
+		echo "install: now, as root: systemd-sysusers smtpwall.conf; systemd-tmpfiles --create smtpwall.conf;"; \
+		echo "install:   systemctl daemon-reload; edit $(SYSCONFDIR)/smtpwall/smtpwall.conf; systemctl enable --now smtpwalld"; \
+	fi
+
+# Removes what install put, except a smtpwall.conf that differs from the
+# example (the administrator's configuration), which is left and reported.
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(SBINDIR)/,$(notdir $(INST_PROGS)))
+	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(INST_UNITS)))
+	rm -f $(DESTDIR)$(TMPFILESDIR)/smtpwall.conf $(DESTDIR)$(SYSUSERSDIR)/smtpwall.conf
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(MAN5)) $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(MAN8))
+	rm -f $(DESTDIR)$(DOCDIR)/smtpwall.conf.example
+	@rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+	@if [ ! -e $(CONF) ]; then :; \
+	elif cmp -s $(CONF) $(CONF_EX); then \
+		echo "rm -f $(CONF)"; rm -f $(CONF); \
+	else \
+		echo "uninstall: $(CONF) differs from the example: left in place"; \
+	fi
+	@rmdir $(DESTDIR)$(SYSCONFDIR)/smtpwall 2>/dev/null || true
+
+# Install into a scratch DESTDIR, check every file and mode, uninstall; the
+# units through systemd-analyze verify and security (exposure <= 2.5). No root.
+check-install: $(INST_PROGS)
+	MAKE="$(MAKE)" BUILD="$(BUILD)" tests/install/test_install.sh
+
 clean:
 	rm -rf build build-san build-fuzz
 
@@ -180,6 +277,10 @@ help:
 	@echo "make fuzz [FUZZ_SECONDS=60]   run every libFuzzer target (clang)"
 	@echo "make bench           the rules benchmark (load, change, lookup at 10^3..10^6 rules) and, as root,"
 	@echo "                     the NFQUEUE SYN-flood benchmark (make bench-nfq alone; BENCH_NFQ_ARGS=...)"
+	@echo "make install [DESTDIR=...] [PREFIX=/usr]   programs, systemd units, tmpfiles.d/sysusers.d,"
+	@echo "                     man pages; /etc/smtpwall/smtpwall.conf only if absent"
+	@echo "make uninstall [DESTDIR=...] [PREFIX=/usr] remove them (a changed smtpwall.conf is kept)"
+	@echo "make check-install  install into a scratch DESTDIR, check files and modes, systemd-analyze the units"
 	@echo "make clean"
 
 -include $(LIB_OBJ:.o=.d) $(CTL_OBJ:.o=.d) $(FW_OBJ:.o=.d) $(BUILD)/fw/main.d $(BUILD)/proxy/main.d $(BUILD)/ctl/smtpwallctl.d $(UNIT_BIN:=.d) \

@@ -854,8 +854,8 @@ ctl_capture(struct ctl_ctx *x, int argc, char **argv)
 		errno = 0;
 		sessions = strtoul(o.sessions, &end, 10);
 		if (*o.sessions < '1' || *o.sessions > '9' || *end != '\0' || errno != 0 ||
-		    sessions > 100000) {
-			ctl_line(out, "error: --sessions: expected a number from 1 to 100000, not '%s'",
+		    sessions > 999999999) {
+			ctl_line(out, "error: --sessions: expected a number from 1 to 999999999, not '%s'",
 			    o.sessions);
 			return;
 		}

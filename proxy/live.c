@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <systemd/sd-daemon.h>
 
 #include "admit.h"
 #include "live.h"
@@ -100,8 +101,22 @@ live_keep_restart_only(struct proxy *px, struct pxconf *nc, FILE *out)
 	cf->nfqueue_fail = old->nfqueue_fail;
 }
 
+static int live_reload_files(struct proxy *, FILE *);
+
+/* Reload, with systemd told (RELOADING=1 ... READY=1) whichever way it was asked for. */
 int
 live_reload(struct proxy *px, FILE *out)
+{
+	int nerr;
+
+	(void)sd_notify(0, "RELOADING=1");
+	nerr = live_reload_files(px, out);
+	(void)sd_notify(0, "READY=1");
+	return nerr;
+}
+
+static int
+live_reload_files(struct proxy *px, FILE *out)
 {
 	struct pxconf *nc;
 	struct ruleset *rs;

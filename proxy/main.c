@@ -19,9 +19,9 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include <systemd/sd-daemon.h>
 
 #include "admit.h"
 #include "captures.h"
@@ -48,28 +48,6 @@ px_usage(void)
 }
 
 /* ---- signals, readiness ------------------------------------------------------- */
-
-/* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET. */
-static void
-px_notify(const char *state)
-{
-	const char *path = getenv("NOTIFY_SOCKET");
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	size_t len;
-	int fd;
-
-	if (path == NULL || (path[0] != '/' && path[0] != '@') ||
-	    (len = strlen(path)) >= sizeof(sun.sun_path))
-		return;
-	memcpy(sun.sun_path, path, len);
-	if (path[0] == '@')
-		sun.sun_path[0] = '\0';
-	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
-		return;
-	(void)sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sun,
-	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
-	close(fd);
-}
 
 static void
 px_stop_check(struct ev_loop *loop, struct ev_timer *t, void *arg)
@@ -99,7 +77,7 @@ px_begin_shutdown(struct proxy *px)
 	if (px->stopping)
 		return;
 	px->stopping = 1;
-	px_notify("STOPPING=1");
+	(void)sd_notify(0, "STOPPING=1");
 	log_info("shutdown: no new sessions; %u open, waiting up to %us", px->nsessions,
 	    px->conf->cf.shutdown_timeout);
 	for (i = 0; i < px->nlisten; i++) {
@@ -127,9 +105,7 @@ px_signal_cb(struct ev_loop *loop, int fd, unsigned events, void *arg)
 			px_begin_shutdown(px);
 			break;
 		case SIGHUP:
-			px_notify("RELOADING=1");
 			(void)live_reload(px, NULL);	/* its outcome is logged */
-			px_notify("READY=1");
 			break;
 		default:
 			break;
@@ -267,7 +243,7 @@ main(int argc, char *argv[])
 	log_info("ready rules=%zu local_domains=%zu trusted_networks=%zu control=%s",
 	    rules_count(px.rules), rules_domainset_count(px.conf->cf.local_domains),
 	    rules_cidrset_count(px.conf->cf.trusted_networks), px.conf->cf.control_socket);
-	px_notify("READY=1");
+	(void)sd_notify(0, "READY=1");
 
 	if (ev_run(px.loop) == -1)
 		log_warn("event loop");

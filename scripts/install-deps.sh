@@ -3,9 +3,10 @@
 # that are missing. Safe to run again. Needs root only when something is missing.
 set -eu
 
-PKGS="build-essential pkg-config libmnl-dev libnetfilter-queue-dev libpcap-dev
+PKGS="build-essential pkg-config libmnl-dev libnetfilter-queue-dev libpcap-dev libsystemd-dev
 libcmocka-dev python3 python3-pytest python3-aiosmtpd swaks socat iproute2
-iptables nftables tshark tcpdump postfix procps clang libclang-rt-14-dev openssl libnet-ssleay-perl"
+iptables nftables tshark tcpdump postfix procps clang libclang-rt-14-dev openssl libnet-ssleay-perl
+systemd man-db groff-base"
 
 missing=""
 for p in $PKGS; do
