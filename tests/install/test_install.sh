@@ -182,6 +182,12 @@ else
 fi
 mk uninstall DESTDIR="$D" PREFIX=/usr >/dev/null 2>&1 || bad "final make uninstall"
 
+# The man pages render without a warning (groff through man-db).
+for page in "$top"/docs/*.[58]; do
+	w=$(man --warnings -l "$page" 2>&1 >/dev/null || echo "man failed")
+	[ -z "$w" ] && ok "man --warnings: $(basename "$page") clean" || { echo "$w"; bad "man --warnings: $(basename "$page")"; }
+done
+
 if [ $nfail -ne 0 ]; then
 	echo "test_install: $nfail FAILED"
 	exit 1
