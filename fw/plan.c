@@ -662,6 +662,31 @@ fwp_rm_chain(struct fw_plan *p, int fam, int table)
 	s->cmd[1] = fwp_iptv(p, fam, table, "-X", FW_IPT_CHAIN, NULL);
 }
 
+/*
+ * The `ip rule fwmark MARK lookup TABLE` step: added if missing (ENSURE) or
+ * deleted while present (REMOVE). The check matches the exact line, since
+ * `ip rule show fwmark` also lists other masks such as MARK/0xff.
+ */
+static int
+fwp_rule_step(struct fwp *x, int fam, enum fw_step_kind kind)
+{
+	struct fw_plan *p = x->p;
+	int add = kind == FW_STEP_ENSURE;
+	char what[128];
+	struct fw_step *s;
+
+	snprintf(what, sizeof what, "%s policy routing: %s ip rule fwmark %s lookup %s",
+	    fwp_fam[fam].name, add ? "adding" : "removing", x->mark, x->table);
+	if ((s = fwp_step(p, kind, what)) == NULL)
+		return -1;
+	s->check = fwp_ipv(p, fam, "-N", "rule", "show", "fwmark", x->mark, "lookup", x->table, NULL);
+	s->check_how = FW_CHECK_LINE;
+	s->check_line = fwp_strf(p, "from all fwmark %s lookup %s", x->mark, x->table);
+	s->cmd[0] = fwp_ipv(p, fam, "rule", add ? "add" : "del", "fwmark", x->mark, "lookup",
+	    x->table, NULL);
+	return 0;
+}
+
 static void
 fwp_rm_routing(struct fwp *x, int fam)
 {
@@ -669,14 +694,8 @@ fwp_rm_routing(struct fwp *x, int fam)
 	char what[128];
 	struct fw_step *s;
 
-	snprintf(what, sizeof what, "%s policy routing: removing ip rule fwmark %s lookup %s",
-	    fwp_fam[fam].name, x->mark, x->table);
-	if ((s = fwp_step(p, FW_STEP_REMOVE, what)) == NULL)
+	if (fwp_rule_step(x, fam, FW_STEP_REMOVE) == -1)
 		return;
-	s->check = fwp_ipv(p, fam, "-N", "rule", "show", "fwmark", x->mark, "lookup", x->table, NULL);
-	s->check_how = FW_CHECK_LINE;
-	s->check_line = fwp_strf(p, "from all fwmark %s lookup %s", x->mark, x->table);
-	s->cmd[0] = fwp_ipv(p, fam, "rule", "del", "fwmark", x->mark, "lookup", x->table, NULL);
 
 	snprintf(what, sizeof what, "%s policy routing: removing route local %s dev lo table %s",
 	    fwp_fam[fam].name, fwp_fam[fam].any, x->table);
@@ -696,14 +715,8 @@ fwp_add_routing(struct fwp *x, int fam)
 	char what[128];
 	struct fw_step *s;
 
-	snprintf(what, sizeof what, "%s policy routing: adding ip rule fwmark %s lookup %s",
-	    fwp_fam[fam].name, x->mark, x->table);
-	if ((s = fwp_step(p, FW_STEP_ENSURE, what)) == NULL)
+	if (fwp_rule_step(x, fam, FW_STEP_ENSURE) == -1)
 		return;
-	s->check = fwp_ipv(p, fam, "-N", "rule", "show", "fwmark", x->mark, "lookup", x->table, NULL);
-	s->check_how = FW_CHECK_LINE;
-	s->check_line = fwp_strf(p, "from all fwmark %s lookup %s", x->mark, x->table);
-	s->cmd[0] = fwp_ipv(p, fam, "rule", "add", "fwmark", x->mark, "lookup", x->table, NULL);
 
 	snprintf(what, sizeof what, "%s policy routing: adding route local %s dev lo table %s",
 	    fwp_fam[fam].name, fwp_fam[fam].any, x->table);

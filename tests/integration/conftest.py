@@ -56,6 +56,15 @@ def smtpwalld():
     return path
 
 
+@pytest.fixture(scope="session")
+def firewall_tool():
+    """build/smtpwall-firewall, for the modules that install real rules with it."""
+    path = labmod.build_dir() / "smtpwall-firewall"
+    if not os.access(path, os.X_OK):
+        pytest.skip("SMTPWALL-FIREWALL NOT BUILT: %s (run `make`)" % path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def lab(request):
     servers = getattr(request.module, "LAB_SERVERS", ("recorder",))

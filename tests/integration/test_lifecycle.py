@@ -26,14 +26,6 @@ LAB_SERVERS = ("recorder",)
 LAB_REDIRECT = None
 
 
-@pytest.fixture(scope="module")
-def firewall_tool():
-    path = L.build_dir() / "smtpwall-firewall"
-    if not path.exists():
-        pytest.skip("SMTPWALL-FIREWALL NOT BUILT: %s" % path)
-    return path
-
-
 def open_session(lab, helo, src=L.CLIENT4):
     c = SMTPClient(lab, L.REC4, src=src)
     assert c.greeting().code == 220

@@ -29,14 +29,6 @@ OPEN4 = "203.0.113.21"
 
 
 @pytest.fixture(scope="module")
-def firewall_tool():
-    path = L.build_dir() / "smtpwall-firewall"
-    if not path.exists():
-        pytest.skip("SMTPWALL-FIREWALL NOT BUILT: %s" % path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def extra_addrs(lab):
     for a in (RATE4, OPEN4):
         lab.sh(lab.ns_cli, "ip", "addr", "add", a + "/24", "dev", lab.prefix + "c")

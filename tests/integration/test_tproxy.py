@@ -20,14 +20,6 @@ LAB_REDIRECT = None
 
 
 @pytest.fixture(scope="module")
-def firewall_tool():
-    path = L.build_dir() / "smtpwall-firewall"
-    if not path.exists():
-        pytest.skip("SMTPWALL-FIREWALL NOT BUILT: %s" % path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def tproxy(lab, smtpwalld, firewall_tool):
     p = lab.start_proxy({"mode": "tproxy"})
     lab.firewall("up", p.conf_path)
