@@ -429,6 +429,7 @@ nq_setup_queue(struct nq *nq, const struct nq_conf *conf, char err[NQ_ERR_LEN])
 	uint32_t mask = NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN;
 	char hint[128];
 
+	memset(u.b, 0, sizeof(u.b));	/* libmnl leaves attribute padding as it finds it */
 	nlh = nfq_nlmsg_put(u.b, NFQNL_MSG_CONFIG, nq->nq_queue);
 	nfq_nlmsg_cfg_put_cmd(nlh, AF_UNSPEC, NFQNL_CFG_CMD_BIND);
 	if (nq_config(nq, nlh) == -1) {
@@ -437,6 +438,7 @@ nq_setup_queue(struct nq *nq, const struct nq_conf *conf, char err[NQ_ERR_LEN])
 		return -1;
 	}
 
+	memset(u.b, 0, sizeof(u.b));	/* libmnl leaves attribute padding as it finds it */
 	nlh = nfq_nlmsg_put(u.b, NFQNL_MSG_CONFIG, nq->nq_queue);
 	nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, NQ_COPY_RANGE);
 	nfq_nlmsg_cfg_put_qmaxlen(nlh, conf->maxlen != 0 ? conf->maxlen : NQ_DEFAULT_MAXLEN);
@@ -446,6 +448,7 @@ nq_setup_queue(struct nq *nq, const struct nq_conf *conf, char err[NQ_ERR_LEN])
 	}
 
 	/* The mask says which flags this message sets; FAIL_OPEN is set or cleared. */
+	memset(u.b, 0, sizeof(u.b));	/* libmnl leaves attribute padding as it finds it */
 	nlh = nfq_nlmsg_put(u.b, NFQNL_MSG_CONFIG, nq->nq_queue);
 	mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS,
 	    htonl(NFQA_CFG_F_GSO | (conf->fail_open ? NFQA_CFG_F_FAIL_OPEN : 0)));
@@ -574,6 +577,7 @@ nq_close(struct nq *nq)
 	if (nq->nq_nl != NULL) {
 		(void)nq_flush(nq);
 		if (nq->nq_ready) {
+			memset(u.b, 0, sizeof(u.b));	/* libmnl leaves attribute padding as it finds it */
 			nlh = nfq_nlmsg_put(u.b, NFQNL_MSG_CONFIG, nq->nq_queue);
 			nfq_nlmsg_cfg_put_cmd(nlh, AF_UNSPEC, NFQNL_CFG_CMD_UNBIND);
 			nlh->nlmsg_seq = ++nq->nq_seq;

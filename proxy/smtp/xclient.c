@@ -53,12 +53,13 @@ smtp_xclient_attrs(struct slice l, struct slice kw)
 unsigned
 smtp_xclient_offered(const char *reply, size_t len)
 {
-	const char *p = reply, *end = reply + len, *nl;
+	const char *p = reply, *end, *nl;
 	unsigned bits = 0, n;
 	struct slice l, kw;
 
 	if (reply == NULL || len == 0)
 		return 0;
+	end = reply + len;
 	for (n = 0; p < end; n++) {
 		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
 			nl = end;
