@@ -62,7 +62,7 @@ FW_OBJ   := $(FW_SRC:%.c=$(BUILD)/%.o)
 FW_LIB   := $(BUILD)/libfw.a
 FW       := $(BUILD)/smtpwall-firewall
 
-.PHONY: all deps check check-unit check-integration demo fuzz bench bench-nfq clean help
+.PHONY: all deps check check-unit check-integration demo fuzz bench bench-nfq bench-proxy clean help
 .PHONY: install uninstall check-install
 all: $(DAEMON) $(CTL) $(FW)
 
@@ -120,6 +120,18 @@ check-unit: $(UNIT_BIN) $(BUILD)/bench_rules $(BUILD)/synflood
 check-integration: $(DAEMON) $(CTL) $(FW)
 	SMTPWALL_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -v -rs tests/integration
 
+# A subset of the integration suite with every smtpwalld under valgrind memcheck
+# (tests/integration/lab.py, SMTPWALL_VALGRIND=1): a memory error or a definite
+# leak fails the test. The plain build: a -fsanitize daemon cannot run under
+# valgrind. Root, like check-integration; VALGRIND_TESTS picks the modules.
+VALGRIND_TESTS ?= test_delivery.py test_policy.py test_control.py test_capture.py test_nfqueue.py
+.PHONY: check-valgrind
+check-valgrind: $(DAEMON) $(CTL) $(FW)
+	@if [ -n "$(SANITIZE)" ]; then echo "check-valgrind: not with SANITIZE (build without it)"; exit 2; fi
+	@command -v valgrind >/dev/null || { echo "check-valgrind: valgrind is not installed"; exit 2; }
+	SMTPWALL_VALGRIND=1 SMTPWALL_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -v -rs \
+	    $(VALGRIND_TESTS:%=tests/integration/%)
+
 # Benchmarks: plain C programs against the library, always optimized; each
 # prints its own tables (tests/bench/bench_rules.c: the live ruleset).
 $(BUILD)/bench_%: tests/bench/bench_%.c $(LIB)
@@ -133,9 +145,16 @@ $(BUILD)/synflood: tests/bench/synflood.c
 # bench_nfq.py (the NFQUEUE path under a SYN flood, in the namespace lab) needs
 # root; without it, it prints "bench_nfq: skipped: needs root" and succeeds.
 BENCH_NFQ_ARGS ?=
+# bench_proxy.py (smtp-source -> smtp-sink: no proxy, HAProxy, smtpwalld; namespace
+# lab) needs root and haproxy; without root it prints "bench_proxy: skipped" and succeeds.
+BENCH_PROXY_ARGS ?=
 bench: $(BUILD)/bench_rules $(BUILD)/synflood $(DAEMON) $(CTL) $(FW)
 	$(BUILD)/bench_rules
 	$(PYTHON) tests/bench/bench_nfq.py --build $(abspath $(BUILD)) $(BENCH_NFQ_ARGS)
+	$(PYTHON) tests/bench/bench_proxy.py --build $(abspath $(BUILD)) $(BENCH_PROXY_ARGS)
+
+bench-proxy: $(DAEMON) $(CTL)
+	$(PYTHON) tests/bench/bench_proxy.py --build $(abspath $(BUILD)) $(BENCH_PROXY_ARGS)
 
 bench-nfq: $(BUILD)/synflood $(DAEMON) $(CTL) $(FW)
 	$(PYTHON) tests/bench/bench_nfq.py --build $(abspath $(BUILD)) $(BENCH_NFQ_ARGS)
@@ -149,14 +168,29 @@ demo: deps
 # as build-fuzz/crash-* to be added to the corpus as regressions.
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
+# Each source is compiled once into build-fuzz/obj/ (instrumented, without
+# libFuzzer's main); each target is then only linked: fuzz_ctl_* (the
+# client's pieces) with libctl's objects too, the others with the library's.
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
-FUZZ_FLAGS   := -std=gnu11 -g -O1 -D_GNU_SOURCE -I. -pthread -fsanitize=fuzzer,address,undefined \
-                -fno-sanitize-recover=all
+FUZZ_CFLAGS  := -std=gnu11 -g -O1 -D_GNU_SOURCE -I. -pthread -fno-sanitize-recover=all
+FUZZ_SAN     := address,undefined
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build-fuzz/obj/%.o)
+FUZZ_CTL_OBJ := $(CTL_SRC:%.c=build-fuzz/obj/%.o)
+FUZZ_MAIN_OBJ := $(FUZZ_SRC:%.c=build-fuzz/obj/%.o)
+.SECONDARY: $(FUZZ_MAIN_OBJ) $(FUZZ_LIB_OBJ) $(FUZZ_CTL_OBJ)
 
-build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard proxy/*.h proxy/smtp/*.h rules/*.h nfq/*.h capture/*.h)
-	@mkdir -p build-fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+build-fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,$(FUZZ_SAN) -MMD -MP -c -o $@ $<
+
+build-fuzz/fuzz_ctl_%: build-fuzz/obj/tests/fuzz/fuzz_ctl_%.o $(FUZZ_CTL_OBJ) $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,$(FUZZ_SAN) -o $@ $^ $(LDLIBS)
+
+build-fuzz/fuzz_%: build-fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,$(FUZZ_SAN) -o $@ $^ $(LDLIBS)
+
+-include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_CTL_OBJ:.o=.d) $(FUZZ_MAIN_OBJ:.o=.d)
 
 fuzz: $(FUZZ_BIN)
 	@set -e; for f in $(FUZZ_BIN); do \
@@ -270,6 +304,7 @@ help:
 	@echo "make check           install missing packages (root), build, run unit + integration tests"
 	@echo "make check-unit      build and run the cmocka unit tests only (no root needed)"
 	@echo "make check-integration  namespace tests with real netfilter, clients and servers (root)"
+	@echo "make check-valgrind  integration tests VALGRIND_TESTS with smtpwalld under valgrind memcheck (root)"
 	@echo "make demo            install missing packages (root), build, run the namespace lab"
 	@echo "make deps            install the Debian packages the build and tests need"
 	@echo "make SANITIZE=address,undefined ...   same, built with ASan+UBSan into build-san/"
@@ -277,6 +312,7 @@ help:
 	@echo "make fuzz [FUZZ_SECONDS=60]   run every libFuzzer target (clang)"
 	@echo "make bench           the rules benchmark (load, change, lookup at 10^3..10^6 rules) and, as root,"
 	@echo "                     the NFQUEUE SYN-flood benchmark (make bench-nfq alone; BENCH_NFQ_ARGS=...)"
+	@echo "make bench-proxy     (root) SMTP throughput and memory: no proxy / HAProxy / smtpwalld (BENCH_PROXY_ARGS=...)"
 	@echo "make install [DESTDIR=...] [PREFIX=/usr]   programs, systemd units, tmpfiles.d/sysusers.d,"
 	@echo "                     man pages; /etc/smtpwall/smtpwall.conf only if absent"
 	@echo "make uninstall [DESTDIR=...] [PREFIX=/usr] remove them (a changed smtpwall.conf is kept)"

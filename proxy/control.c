@@ -38,7 +38,17 @@ struct ctl {
 	int		 ct_have_gid;
 	struct ctl_conn	*ct_conns;
 	unsigned	 ct_nconns;
+	struct ev_timer	 ct_resume;	/* out of descriptors: the listener rests a moment */
 };
+
+static void
+ctl_accept_resume(struct ev_loop *loop, struct ev_timer *t, void *arg)
+{
+	struct ctl *ct = arg;
+
+	(void)t;
+	ev_mod(loop, ct->ct_fd, EV_READ);
+}
 
 int
 ctl_split(char *line, char *argv[CTL_ARGS_MAX])
@@ -220,8 +230,19 @@ ctl_accept(struct ev_loop *loop, int lfd, unsigned events, void *arg)
 	int fd;
 
 	(void)events;
-	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) == -1)
+	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) == -1) {
+		/*
+		 * Out of descriptors: the connection stays in the backlog and the
+		 * (level-triggered) listener would fire again at once. Rest it
+		 * 100 ms, as sess_accept() does for the SMTP listeners.
+		 */
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			log_warn("control: accept");
+			ev_mod(loop, lfd, 0);
+			ev_timer_set(loop, &ct->ct_resume, 100, ctl_accept_resume, ct);
+		}
 		return;
+	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
 		close(fd);
 		return;
@@ -333,6 +354,7 @@ ctl_close(struct proxy *px)
 		return;
 	while (ct->ct_conns != NULL)
 		ctl_conn_close(ct->ct_conns);
+	ev_timer_cancel(px->loop, &ct->ct_resume);
 	ev_del(px->loop, ct->ct_fd);
 	close(ct->ct_fd);
 	unlink(ct->ct_path);

@@ -283,6 +283,7 @@ ctl_rule(int argc, char **argv, const struct ctl_opts *o, struct rules_rule *r,
 
 /* A change waiting for the writer thread: answered when it is on disk and live. */
 struct ctl_pending {
+	struct proxy	*px;
 	struct ctl_conn	*conn;
 	const char	*verb;		/* "added", "updated", "removed" */
 	char		 text[CTL_RULE_TEXT];
@@ -295,6 +296,7 @@ ctl_change_done(void *arg, int ok, const char *err)
 	struct buf *out = ctl_conn_out(pc->conn);
 
 	if (ok) {
+		pc->px->stats.rule_changes++;	/* counted once on disk and live */
 		log_info("control: rule %s: %s", pc->verb, pc->text);
 		ctl_line(out, "ok %s: %s", pc->verb, pc->text);
 	} else {
@@ -349,6 +351,7 @@ ctl_change(struct ctl_ctx *x, int argc, char **argv, int add, int nwords)
 		free(pc);
 		return;
 	}
+	pc->px = x->px;
 	pc->conn = x->conn;
 	pc->verb = add ? (replaced ? "updated" : "added") : "removed";
 	if (persist_submit(x->px, rs, ctl_change_done, pc) == -1) {
@@ -357,7 +360,6 @@ ctl_change(struct ctl_ctx *x, int argc, char **argv, int add, int nwords)
 		free(pc);
 		return;
 	}
-	x->px->stats.rule_changes++;
 	x->pending = 1;
 }
 

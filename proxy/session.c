@@ -41,7 +41,11 @@ sess_log_event(void *arg, const struct smtp_event *ev)
 	struct proxy *px = s->px;
 	char a[SMTP_PATH_MAX * 4 + 8], rule[512];
 
-	log_escape(a, sizeof(a), ev->arg.p, ev->arg.p ? ev->arg.len : 0);
+	/* Escaping costs more than the event: only for a line that will be written. */
+	a[0] = '\0';
+	if (log_enabled(ev->kind == SMTP_EV_SERVER || ev->kind == SMTP_EV_XCLIENT ?
+	    LOG_LVL_WARNING : ev->kind == SMTP_EV_STATE ? LOG_LVL_DEBUG : LOG_LVL_INFO))
+		log_escape(a, sizeof(a), ev->arg.p, ev->arg.p ? ev->arg.len : 0);
 	switch (ev->kind) {
 	case SMTP_EV_REFUSE:
 		rule[0] = '\0';
@@ -135,6 +139,8 @@ sess_log_summary(struct session *s)
 	char helo[SMTP_HELO_MAX * 4], from[SESS_FROM_LEN];
 	uint64_t ms = ev_now(s->px->loop) - s->start_ms;
 
+	if (!log_enabled(LOG_LVL_INFO))
+		return;
 	log_escape(helo, sizeof(helo), s->fsm.helo, strlen(s->fsm.helo));
 	sess_from_str(s, from);
 	log_info("session=%016llx client=%s server=%s helo=%s from=%s "
@@ -279,21 +285,27 @@ sess_linger_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
 
 /* ---- reading and writing ------------------------------------------------------- */
 
-/* Read once into c->in. 1 if bytes came, 0 if nothing, -1 on EOF or error (c->eof set). */
+/*
+ * Read once into c->in. 2 if bytes filled all the room offered (more may be
+ * waiting), 1 if fewer came (the socket is drained for now: reading again
+ * would only meet EAGAIN), 0 if nothing, -1 on EOF or error (c->eof set).
+ */
 static int
 conn_read(struct conn *c)
 {
 	ssize_t n;
+	size_t room;
 
 	if (c->eof || c->fd == -1)
 		return 0;
 	if (buf_reserve(&c->in, SESS_READ_CHUNK < SESS_IN_MAX - buf_len(&c->in) ?
 	    SESS_READ_CHUNK : SESS_IN_MAX - buf_len(&c->in), SESS_IN_MAX) == -1)
 		return 0;
-	n = read(c->fd, buf_tail(&c->in), buf_room(&c->in));
+	room = buf_room(&c->in);
+	n = read(c->fd, buf_tail(&c->in), room);
 	if (n > 0) {
 		buf_commit(&c->in, (size_t)n);
-		return 1;
+		return (size_t)n == room ? 2 : 1;
 	}
 	if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 		c->eof = 1;
@@ -465,6 +477,8 @@ sess_pump(struct session *s)
 
 	if (s->dead)
 		return;
+	/* A timer may have failed the server's side: close it now, not at the next input. */
+	sess_flags(s);
 	/*
 	 * Feed and write until neither moves: the FSM stops taking input while
 	 * an output is above its high watermark, so a write that drains it must
@@ -551,13 +565,13 @@ sess_fd_cb(struct ev_loop *loop, int fd, unsigned events, void *arg)
 		} else if (events & (EV_READ | EV_ERROR)) {
 			/* Read a few times: level-triggered, but fewer wakeups under bulk. */
 			for (i = 0; i < 4 && buf_len(&s->server.in) < SESS_IN_MAX; i++)
-				if (conn_read(&s->server) <= 0)
+				if (conn_read(&s->server) < 2)
 					break;
 		}
 	} else if (fd == s->client.fd) {
 		if (events & (EV_READ | EV_ERROR))
 			for (i = 0; i < 4 && buf_len(&s->client.in) < SESS_IN_MAX; i++)
-				if (conn_read(&s->client) <= 0)
+				if (conn_read(&s->client) < 2)
 					break;
 	}
 	sess_pump(s);

@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential pkg-config libmnl-dev libnetfilter-queue-dev libpcap-dev libsystemd-dev
 libcmocka-dev python3 python3-pytest python3-aiosmtpd swaks socat iproute2
 iptables nftables tshark tcpdump postfix procps clang libclang-rt-14-dev openssl libnet-ssleay-perl
-systemd man-db groff-base"
+systemd man-db groff-base haproxy valgrind"
 
 missing=""
 for p in $PKGS; do

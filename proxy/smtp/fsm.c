@@ -29,6 +29,7 @@
 
 #define FSM_LOCAL_MAX	(64 * 1024)	/* our own queued replies */
 #define FSM_EHLO_MAX	(8 * 1024)	/* an EHLO reply being filtered */
+#define FSM_MLINE_MAX	(64 * 1024)	/* the held lines of any other multi-line reply */
 #define FSM_DATA_CHUNK	(16 * 1024)	/* output room asked for per DATA scan */
 
 static void fsm_enter(struct smtp_fsm *, enum smtp_state);
@@ -1206,8 +1207,25 @@ fsm_server_line(struct smtp_fsm *f, const char *p, size_t n)
 			return n;
 		if (r.last)
 			fsm_ehlo_emit(f);
+	} else if (!r.last) {
+		/*
+		 * Held until its last line: a reply the server leaves unfinished
+		 * reaches the client as our one 451/421, never as "550-..." lines
+		 * followed by another code (RFC 5321 4.2.1: one code a reply).
+		 */
+		if (buf_append(&f->mline, text.p, text.len, FSM_MLINE_MAX) == -1 ||
+		    buf_append(&f->mline, "\r\n", 2, FSM_MLINE_MAX) == -1) {
+			buf_free(&f->mline);
+			fsm_server_garbage(f, (struct slice){ p, 64 }, "reply_too_long");
+			return n;
+		}
+		return len;
 	} else {
 		/* Passed on as the server wrote it; only a bare LF ending is made CRLF. */
+		if (buf_len(&f->mline) > 0) {
+			fsm_out(f, f->to_client, buf_head(&f->mline), buf_len(&f->mline));
+			buf_free(&f->mline);
+		}
 		fsm_out(f, f->to_client, text.p, text.len);
 		fsm_out(f, f->to_client, "\r\n", 2);
 	}
@@ -1270,6 +1288,7 @@ smtp_fsm_free(struct smtp_fsm *f)
 	f->rules = NULL;
 	buf_free(&f->local);
 	buf_free(&f->ehlo);
+	buf_free(&f->mline);
 	buf_free(&f->xc_line);
 }
 
@@ -1322,6 +1341,7 @@ smtp_fsm_server_failed(struct smtp_fsm *f, int code, const char *enh, const char
 	f->out_flags |= SMTP_FSM_ABORT_SERVER;
 	buf_reset(f->to_server);
 	buf_free(&f->ehlo);
+	buf_free(&f->mline);		/* an unfinished reply is never passed on */
 
 	while ((e = fifo_head(f)) != NULL) {
 		if (e->local) {

@@ -160,6 +160,7 @@ struct smtp_fsm {
 	unsigned		 fifo_head, fifo_len;
 	struct buf		 local;		/* our replies waiting for their turn */
 	struct buf		 ehlo;		/* the EHLO reply being filtered */
+	struct buf		 mline;		/* the lines so far of another multi-line reply */
 	int			 ehlo_code;
 
 	/* xclient = on */

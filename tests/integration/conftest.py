@@ -32,6 +32,11 @@ def _skip_reason():
     return None
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: thousands of connections, a minute or so "
+                            "(test_faults.py); run by make check, deselect with -m 'not slow'")
+
+
 def pytest_collection_modifyitems(config, items):
     reason = _skip_reason()
     if reason:

@@ -615,6 +615,16 @@ class PostfixServer:
 
 KV_RE = re.compile(r'([A-Za-z_][\w.-]*)=("(?:[^"\\]|\\.)*"|\S*)')
 
+# SMTPWALL_VALGRIND=1: every smtpwalld runs under memcheck (a build without
+# -fsanitize: make check-valgrind). valgrind runs the daemon in its own PID (ip
+# netns exec execs it), writes its reports to the daemon's stderr (the log) and
+# exits 99 on an error or a definite leak; it is slow to start and to exit.
+VALGRIND = os.environ.get("SMTPWALL_VALGRIND") == "1"
+VALGRIND_CMD = ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
+                "--error-exitcode=99", "--track-fds=no", "-q"]
+VALGRIND_SLOW = 6   # readiness and exit waits are this many times longer
+VALGRIND_RE = re.compile(r"^==\d+== (?!Warning:)\S")   # the first line of each report
+
 
 def parse_kv(line):
     return {k: (v[1:-1] if v.startswith('"') else v) for k, v in KV_RE.findall(line)}
@@ -626,9 +636,10 @@ class Proxy:
     With `again` (a stopped or killed Proxy), a new run on that run's directory,
     configuration and rules file exactly as they are on disk (its own log)."""
 
-    def __init__(self, lab, config, rules, name, again=None, run_as=None):
+    def __init__(self, lab, config, rules, name, again=None, run_as=None, prefix=None):
         self.lab = lab
         self.run_as = run_as if again is None else again.run_as
+        self.prefix = list(prefix or ()) if again is None else again.prefix
         self.binary = daemon_path()
         if again is None:
             self.run = 0
@@ -662,6 +673,8 @@ class Proxy:
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path)
         self.log_f = open(self.log_path, "wb")
         cmd = [str(self.binary), "-c", str(self.conf_path), "-d"]
+        if VALGRIND:
+            cmd = VALGRIND_CMD + cmd
         if self.run_as:
             # (user, group, capabilities): an unprivileged user holding only these
             # capabilities, as systemd's User= and AmbientCapabilities= give it.
@@ -671,13 +684,18 @@ class Proxy:
                 if path.exists():
                     os.chown(path, pw.pw_uid, pw.pw_gid)
             os.chmod(self.notify_path, 0o777)
-            c = ",".join("+" + x for x in caps)
+            c = "".join(",+" + x for x in caps)
             cmd = ["setpriv", "--reuid=" + user, "--regid=" + group, "--clear-groups",
-                   "--inh-caps=-all," + c, "--ambient-caps=-all," + c, "--bounding-set=-all," + c,
+                   "--inh-caps=-all" + c, "--ambient-caps=-all" + c, "--bounding-set=-all" + c,
                    "--"] + cmd
+        if self.prefix:
+            # A wrapper that execs the daemon (e.g. prlimit --nofile=64:64 --), so
+            # that self.proc.pid stays smtpwalld's own.
+            cmd = [str(a) for a in self.prefix] + cmd
         self.proc = lab.spawn(lab.ns_gw, cmd, name, stderr=self.log_f, env=env)
         try:
-            wait_for(lambda: self.proc.poll() is not None or self._listening(), 10,
+            wait_for(lambda: self.proc.poll() is not None or self._ready(),
+                     10 * (VALGRIND_SLOW if VALGRIND else 1),
                      "smtpwalld to listen on :%d (v4 and v6)" % LISTEN_PORT)
         except AssertionError as e:
             self.stop()
@@ -689,6 +707,11 @@ class Proxy:
     def _listening(self):
         fams = {f for f, _ in listening(self.proc.pid, LISTEN_PORT)}
         return {"tcp", "tcp6"} <= fams
+
+    def _ready(self):
+        # Under valgrind the gap between listening and the control socket (opened
+        # after the listeners) is wide: wait for READY=1, sent once both are up.
+        return self._listening() and (not VALGRIND or any("READY=1" in n for n in self.notifications()))
 
     def alive(self):
         return self.proc.poll() is None
@@ -703,6 +726,8 @@ class Proxy:
 
     def stop(self, timeout=10.0):
         """SIGTERM, then SIGKILL after `timeout`. Returns the exit status."""
+        if VALGRIND:
+            timeout *= VALGRIND_SLOW   # the leak check runs at exit
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -724,7 +749,7 @@ class Proxy:
     def sanitizer_reports(self):
         t = self.log_text()
         return [l for l in t.splitlines() if "AddressSanitizer" in l or "runtime error:" in l
-                or "LeakSanitizer" in l]
+                or "LeakSanitizer" in l or (VALGRIND and VALGRIND_RE.match(l))]
 
     def lines(self):
         return self.log_text().splitlines()
@@ -915,13 +940,16 @@ class Lab:
 
     _proxy_seq = 0
 
-    def start_proxy(self, config=None, rules=BASE_RULES, run_as=None):
+    def start_proxy(self, config=None, rules=BASE_RULES, run_as=None, prefix=None):
         """(Re)start smtpwalld with BASE_CONFIG updated by `config`. Only one runs at a time:
         two daemons on one SO_REUSEPORT port would share the connections. run_as:
-        (user, group, [capabilities]) to run it unprivileged, through setpriv."""
+        (user, group, [capabilities]) to run it unprivileged, through setpriv. prefix:
+        argv of a wrapper that execs the daemon, outermost (e.g. ["prlimit",
+        "--nofile=64:64", "--"]); kept by restart_proxy."""
         self.stop_proxy()
         Lab._proxy_seq += 1
-        self.proxy = Proxy(self, config or {}, rules, "smtpwalld-%d" % Lab._proxy_seq, run_as=run_as)
+        self.proxy = Proxy(self, config or {}, rules, "smtpwalld-%d" % Lab._proxy_seq, run_as=run_as,
+                           prefix=prefix)
         return self.proxy
 
     def restart_proxy(self, check=True):

@@ -651,10 +651,10 @@ test_smtp_fsm_greeting_passes_early_talker_held(void **state)
 	assert_true(smtp_fsm_awaiting_server(&fx->f));
 
 	SERVER(fx, "220-mx.example.net ESMTP\r\n");
-	EXPECT_CLIENT(fx, "220-mx.example.net ESMTP\r\n");
+	EXPECT_NOTHING_TO_CLIENT(fx);		/* a reply is passed on whole */
 	EXPECT_NOTHING_TO_SERVER(fx);		/* the greeting is not over yet */
 	SERVER(fx, "220 ready\r\n");
-	EXPECT_CLIENT(fx, "220 ready\r\n");
+	EXPECT_CLIENT(fx, "220-mx.example.net ESMTP\r\n220 ready\r\n");
 	EXPECT_SERVER(fx, "EHLO early.example\r\nMAIL FROM:<alice@example.com>\r\n");
 	EXPECT_NOTHING_TO_SERVER(fx);
 	EXPECT_NOTHING_TO_CLIENT(fx);
@@ -988,10 +988,26 @@ test_smtp_fsm_pipelining_multiline_reply(void **state)
 	CLIENT(fx, "HELP\r\nEXPN staff\r\n");
 	EXPECT_SERVER(fx, "HELP\r\n");
 	SERVER(fx, "214-This is\r\n");
-	EXPECT_CLIENT(fx, "214-This is\r\n");
-	EXPECT_NOTHING_TO_CLIENT(fx);
+	EXPECT_NOTHING_TO_CLIENT(fx);		/* held until its last line */
 	SERVER(fx, "214 help\r\n");
-	EXPECT_CLIENT(fx, "214 help\r\n502 5.5.1 Error: command not implemented\r\n");
+	EXPECT_CLIENT(fx, "214-This is\r\n214 help\r\n502 5.5.1 Error: command not implemented\r\n");
+}
+
+/* A reply the server leaves unfinished reaches the client as one code: ours. */
+static void
+test_smtp_fsm_unfinished_multiline_reply_never_passed(void **state)
+{
+	struct tfsm *fx = *state;
+
+	READY(fx);
+	ROUNDTRIP(fx, "MAIL FROM:<alice@example.com>\r\n", "250 2.1.0 Ok\r\n");
+	CLIENT(fx, "RCPT TO:<bob@example.net>\r\n");
+	EXPECT_SERVER(fx, "RCPT TO:<bob@example.net>\r\n");
+	SERVER(fx, "550-5.1.1 <bob@example.net>: unknown\r\n550-5.1.1 see the postmaster\r\n");
+	EXPECT_NOTHING_TO_CLIENT(fx);
+	SERVER_FAILED(fx, 451, "4.4.2", "Error: timeout waiting for the mail server");
+	EXPECT_CLIENT(fx, "451 4.4.2 " TFSM_HOST " Error: timeout waiting for the mail server\r\n");
+	EXPECT_NOTHING_TO_CLIENT(fx);
 }
 
 /* ---- DATA ------------------------------------------------------------------------------ */
@@ -2924,6 +2940,7 @@ main(void)
 		TFSM_TEST(test_smtp_fsm_pipelining_local_reply_in_place),
 		TFSM_TEST(test_smtp_fsm_pipelining_local_reply_at_once_when_idle),
 		TFSM_TEST(test_smtp_fsm_pipelining_multiline_reply),
+		TFSM_TEST(test_smtp_fsm_unfinished_multiline_reply_never_passed),
 		TFSM_TEST(test_smtp_fsm_data_barrier_then_streamed),
 		TFSM_TEST(test_smtp_fsm_message_event_names_its_own_sender),
 		TFSM_TEST(test_smtp_fsm_data_byte_by_byte),
