@@ -127,7 +127,7 @@ sess_from_str(const struct session *s, char buf[SESS_FROM_LEN])
 		return buf;
 	}
 	buf[0] = '<';
-	log_escape(buf + 1, SESS_FROM_LEN - 2, s->fsm.from, strlen(s->fsm.from));
+	log_escape(buf + 1, SESS_FROM_LEN - 2, smtp_fsm_str(s->fsm.from), strlen(smtp_fsm_str(s->fsm.from)));
 	strcat(buf, ">");
 	return buf;
 }
@@ -141,7 +141,7 @@ sess_log_summary(struct session *s)
 
 	if (!log_enabled(LOG_LVL_INFO))
 		return;
-	log_escape(helo, sizeof(helo), s->fsm.helo, strlen(s->fsm.helo));
+	log_escape(helo, sizeof(helo), smtp_fsm_str(s->fsm.helo), strlen(smtp_fsm_str(s->fsm.helo)));
 	sess_from_str(s, from);
 	log_info("session=%016llx client=%s server=%s helo=%s from=%s "
 	    "rcpt_ok=%u rcpt_refused=%u messages=%u bytes=%llu%s%s duration=%llu.%03llu "

@@ -263,13 +263,20 @@ fsm_tx_reset(struct smtp_fsm *f)
 	f->tx_rcpt = 0;
 }
 
+/* *dst = the slice as a string of at most max - 1 bytes (realloc: mostly in place). */
 static void
-fsm_copy(char *dst, size_t dstlen, struct slice s)
+fsm_set(struct smtp_fsm *f, char **dst, struct slice s, size_t max)
 {
-	size_t n = s.len < dstlen - 1 ? s.len : dstlen - 1;
+	size_t n = s.len < max - 1 ? s.len : max - 1;
+	char *p;
 
-	memcpy(dst, s.p, n);
-	dst[n] = '\0';
+	if ((p = realloc(*dst, n + 1)) == NULL) {
+		fsm_fail(f);
+		return;
+	}
+	memcpy(p, s.p, n);
+	p[n] = '\0';
+	*dst = p;
 }
 
 /* The address as the client wrote it, for our replies: "<raw>". */
@@ -306,7 +313,7 @@ fsm_cmd_helo(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
 	for (i = 0; i < name.len && name.p[i] != ' '; i++)
 		;
 	name.len = i;
-	fsm_copy(f->helo, sizeof(f->helo), name);
+	fsm_set(f, &f->helo, name, SMTP_HELO_MAX);
 	fsm_tx_reset(f);
 	if (f->conf->xclient && f->xc == SMTP_XC_IDLE) {
 		fsm_xclient_start(f, c, line);
@@ -344,7 +351,7 @@ fsm_cmd_mail(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
 		return;
 	}
 
-	fsm_copy(f->from, sizeof(f->from), box);
+	fsm_set(f, &f->from, box, SMTP_ADDR_MAX);
 	f->have_from = 1;
 	if (!f->tx_active) {
 		f->tx_active = 1;
@@ -694,15 +701,16 @@ fsm_data_check(struct smtp_fsm *f)
 	f->server_gone = 1;
 	f->out_flags |= SMTP_FSM_ABORT_SERVER;
 	buf_reset(f->to_server);
-	fsm_event(f, SMTP_EV_ABORT, "data", (struct slice){ f->from, strlen(f->from) },
-	    reason, code);
+	fsm_event(f, SMTP_EV_ABORT, "data",
+	    (struct slice){ smtp_fsm_str(f->from), strlen(smtp_fsm_str(f->from)) }, reason, code);
 }
 
 static void
 fsm_data_end(struct smtp_fsm *f)
 {
 	f->msg_bytes = f->data.content;
-	memcpy(f->msg_from, f->from, sizeof(f->msg_from));
+	fsm_set(f, &f->msg_from, (struct slice){ smtp_fsm_str(f->from), strlen(smtp_fsm_str(f->from)) },
+	    SMTP_ADDR_MAX);
 	fsm_tx_reset(f);
 	fsm_enter(f, SS_CMD);
 	switch (f->data_refused) {
@@ -898,7 +906,7 @@ fsm_abort_in_data(struct smtp_fsm *f, const char *reason)
 {
 	if (!f->data_refused)
 		fsm_event(f, SMTP_EV_ABORT, "data",
-		    (struct slice){ f->from, strlen(f->from) }, reason, 0);
+		    (struct slice){ smtp_fsm_str(f->from), strlen(smtp_fsm_str(f->from)) }, reason, 0);
 	f->server_gone = 1;
 	f->out_flags |= SMTP_FSM_ABORT_SERVER;
 	buf_reset(f->to_server);
@@ -953,7 +961,8 @@ fsm_reply_effect(struct smtp_fsm *f, const struct smtp_pending *e, int code)
 			f->bytes += f->msg_bytes;
 		}
 		fsm_event(f, SMTP_EV_MESSAGE, "data",
-		    (struct slice){ f->msg_from, strlen(f->msg_from) }, NULL, code);
+		    (struct slice){ smtp_fsm_str(f->msg_from), strlen(smtp_fsm_str(f->msg_from)) },
+		    NULL, code);
 		break;
 	case SMTP_V_STARTTLS:
 		f->barrier = 0;
@@ -1290,6 +1299,10 @@ smtp_fsm_free(struct smtp_fsm *f)
 	buf_free(&f->ehlo);
 	buf_free(&f->mline);
 	buf_free(&f->xc_line);
+	free(f->helo);
+	free(f->from);
+	free(f->msg_from);
+	f->helo = f->from = f->msg_from = NULL;
 }
 
 void

@@ -178,13 +178,14 @@ struct smtp_fsm {
 	const char		*data_reason;
 
 	/* for the session summary */
-	char			 helo[SMTP_HELO_MAX];
-	char			 from[SMTP_ADDR_MAX];	/* last MAIL FROM as written, between the brackets */
+	/* Heap strings of their own length (an idle session holds no 256-byte arrays); NULL: none yet. */
+	char			*helo;		/* at most SMTP_HELO_MAX - 1 bytes */
+	char			*from;		/* last MAIL FROM as written, between the brackets */
 	int			 have_from;
 	unsigned		 rcpt_ok, rcpt_refused, messages, commands;
 	uint64_t		 bytes;		/* content bytes of messages the server accepted */
 	uint64_t		 msg_bytes;	/* content bytes of the message in flight */
-	char			 msg_from[SMTP_ADDR_MAX];	/* its sender: a pipelined MAIL may follow the dot */
+	char			*msg_from;	/* its sender: a pipelined MAIL may follow the dot */
 	const char		*xc_result;	/* "ok", "not_offered", "refused"; NULL: not tried */
 };
 
@@ -223,6 +224,13 @@ void	smtp_fsm_server_failed(struct smtp_fsm *, int code, const char *enh, const 
  * sessions and `smtpwallctl check`, so that check judges exactly as they do.
  */
 void	smtp_fsm_rcpt_of(const struct smtp_path *p, struct rules_rcpt *r);
+
+/* One of the FSM's strings (helo, from, msg_from), "" when not set. */
+static inline const char *
+smtp_fsm_str(const char *s)
+{
+	return s != NULL ? s : "";
+}
 
 /* 1 if a reply from the server is awaited (arm timeout_server). */
 int	smtp_fsm_awaiting_server(const struct smtp_fsm *);
