@@ -26,6 +26,16 @@ export DEBIAN_FRONTEND=noninteractive
 # we only use its smtp-sink/smtp-source tools and our own per-test instances.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+# Packages with a daemon (postfix, haproxy) must not start one on this machine:
+# the tests run their own instances in namespaces. Unless the machine already
+# has a policy, deny service starts (policy-rc.d exit 101) for the install only.
+policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	policy=/usr/sbin/policy-rc.d
+	printf '#!/bin/sh\n# smtpwall install-deps: no service starts during the install\nexit 101\n' >"$policy"
+	chmod 755 "$policy"
+	trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing
