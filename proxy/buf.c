@@ -21,6 +21,86 @@
 
 #define BUF_MIN_SIZE	1024
 
+/*
+ * The block cache of a thread that asked for one (buf_pool_enable: the
+ * event loop). Sessions take and give back their I/O buffers on every event
+ * (a buffer is released when empty, so an idle session holds none); freed
+ * blocks of the power-of-two sizes buffers grow by wait here, so that this
+ * is a push and a pop, not malloc and free. Bounded: BUF_POOL_DEPTH blocks a
+ * size. Off in sanitizer builds, whose use-after-free checks a cache hides.
+ */
+#define BUF_POOL_CLASSES	7	/* 1 KiB .. 64 KiB */
+#define BUF_POOL_DEPTH		32
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BUF_POOL_ALLOWED	0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BUF_POOL_ALLOWED	0
+#endif
+#endif
+#ifndef BUF_POOL_ALLOWED
+#define BUF_POOL_ALLOWED	1
+#endif
+
+static __thread struct buf_pool {
+	int	 on;
+	unsigned n[BUF_POOL_CLASSES];
+	void	*blk[BUF_POOL_CLASSES][BUF_POOL_DEPTH];
+} buf_pool;
+
+static int
+buf_pool_class(size_t sz)
+{
+	size_t c = BUF_MIN_SIZE;
+	int k;
+
+	for (k = 0; k < BUF_POOL_CLASSES; k++, c <<= 1)
+		if (sz == c)
+			return k;
+	return -1;
+}
+
+static void *
+buf_alloc(size_t sz)
+{
+	int k;
+
+	if (buf_pool.on && (k = buf_pool_class(sz)) != -1 && buf_pool.n[k] > 0)
+		return buf_pool.blk[k][--buf_pool.n[k]];
+	return malloc(sz);
+}
+
+static void
+buf_dealloc(void *p, size_t sz)
+{
+	int k;
+
+	if (p != NULL && buf_pool.on && (k = buf_pool_class(sz)) != -1 &&
+	    buf_pool.n[k] < BUF_POOL_DEPTH) {
+		buf_pool.blk[k][buf_pool.n[k]++] = p;
+		return;
+	}
+	free(p);
+}
+
+void
+buf_pool_enable(void)
+{
+	buf_pool.on = BUF_POOL_ALLOWED;
+}
+
+void
+buf_pool_drain(void)
+{
+	int k;
+
+	for (k = 0; k < BUF_POOL_CLASSES; k++)
+		while (buf_pool.n[k] > 0)
+			free(buf_pool.blk[k][--buf_pool.n[k]]);
+	buf_pool.on = 0;
+}
+
 /* The size to grow to for `want` bytes in total, or 0 if past max. */
 static size_t
 buf_grow_size(size_t cur, size_t want, size_t max)
@@ -50,16 +130,19 @@ buf_resize(struct buf *b, size_t sz)
 {
 	char *p;
 
-	if (b->head == 0) {
+	if (b->data == NULL) {
+		if ((p = buf_alloc(sz)) == NULL)
+			return -1;
+	} else if (b->head == 0) {
 		p = realloc(b->data, sz);
 		if (p == NULL)
 			return -1;
 	} else {
-		p = malloc(sz);
+		p = buf_alloc(sz);
 		if (p == NULL)
 			return -1;
 		memcpy(p, b->data + b->head, b->len);
-		free(b->data);
+		buf_dealloc(b->data, b->size);
 	}
 	b->data = p;
 	b->size = sz;
@@ -221,7 +304,7 @@ buf_release(struct buf *b)
 void
 buf_free(struct buf *b)
 {
-	free(b->data);
+	buf_dealloc(b->data, b->size);
 	b->data = NULL;
 	b->size = 0;
 	b->head = 0;

@@ -67,4 +67,12 @@ void	buf_release(struct buf *b);
 /* Free the storage unconditionally; the struct is all-zero afterwards. */
 void	buf_free(struct buf *b);
 
+/*
+ * The calling thread keeps a small cache of freed blocks (the event loop:
+ * no malloc/free per event for its I/O buffers), or gives it back
+ * (buf_pool_drain, at exit). Other threads free as usual.
+ */
+void	buf_pool_enable(void);
+void	buf_pool_drain(void);
+
 #endif

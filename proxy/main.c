@@ -230,6 +230,7 @@ main(int argc, char *argv[])
 		fatal("signals");
 	if (capt_init(&px) == -1)
 		fatal("capt_init");
+	buf_pool_enable();
 	px_listen(&px);
 	if (persist_start(&px) == -1)
 		fatal("rules writer thread");
@@ -256,5 +257,6 @@ main(int argc, char *argv[])
 	climap_free(px.clients);
 	ev_loop_free(px.loop);
 	pxconf_unref(px.conf);
+	buf_pool_drain();
 	return 0;
 }

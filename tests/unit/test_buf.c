@@ -302,6 +302,31 @@ test_buf_reset_keeps_storage(void **state)
 	assert_int_equal(b.size, 0);
 }
 
+/* With the thread's cache on, a released block is reused, not freed and taken again. */
+static void
+test_buf_pool_reuses_blocks(void **state)
+{
+	struct buf a = { 0 }, b = { 0 };
+	const char *first;
+
+	(void)state;
+	buf_pool_enable();
+	assert_int_equal(buf_append(&a, "hello", 5, 1 << 20), 0);
+	first = buf_head(&a);
+	buf_consume(&a, 5);
+	buf_release(&a);			/* empty: back to the cache */
+	assert_null(buf_head(&a));
+	assert_int_equal(buf_append(&b, "again", 5, 1 << 20), 0);
+#if !defined(__SANITIZE_ADDRESS__)
+	assert_ptr_equal(buf_head(&b), first);	/* the same 1 KiB block */
+#else
+	(void)first;				/* sanitizer builds keep malloc/free */
+#endif
+	assert_memory_equal(buf_head(&b), "again", 5);
+	buf_free(&b);
+	buf_pool_drain();
+}
+
 int
 main(void)
 {
@@ -318,6 +343,7 @@ main(void)
 		cmocka_unit_test(test_buf_printf_fills_exactly_to_max),
 		cmocka_unit_test(test_buf_release_frees_only_when_empty),
 		cmocka_unit_test(test_buf_reset_keeps_storage),
+		cmocka_unit_test(test_buf_pool_reuses_blocks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
