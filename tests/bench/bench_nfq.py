@@ -51,7 +51,6 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -65,15 +64,12 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 import lab as L  # noqa: E402  (the integration tests' lab, unchanged)
+from benchlib import agg, fmt, log, preflight, proc_cpu, thread_cpu  # noqa: E402
 
 FLOOD_CIDR = "203.0.113.128/25"
 FLOOD_PROBE = "203.0.113.200"       # a flood address, to check the gateway's route
 LEGIT_SRC = L.CLIENT4               # 203.0.113.10: an ordinary (not trusted) client
 DST, DPORT = L.SINK4, 25            # smtp-sink in the server namespace
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --- measurements ------------------------------------------------------------------
@@ -123,24 +119,6 @@ def lat_summary(lat, fails):
             "max": max(lat), "slow": sum(1 for x in lat if x >= 0.9)}   # >= 0.9 s: a SYN retransmitted
 
 
-def proc_cpu(pid):
-    """utime + stime of a whole process, seconds; and the largest single thread's."""
-    tck = os.sysconf("SC_CLK_TCK")
-
-    def one(path):
-        f = Path(path).read_text().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / tck
-
-    total = one("/proc/%d/stat" % pid)
-    threads = {}
-    for t in os.listdir("/proc/%d/task" % pid):
-        try:
-            threads[int(t)] = one("/proc/%d/task/%s/stat" % (pid, t))
-        except OSError:
-            pass
-    return total, threads
-
-
 def daemon_stats(proxy):
     r = proxy.ctl("stats")
     if r.returncode != 0:
@@ -188,7 +166,7 @@ def kernel_queues(lab):
 
 
 def snapshot(lab, proxy):
-    cpu, threads = proc_cpu(proxy.proc.pid)
+    cpu, threads = proc_cpu(proxy.proc.pid), thread_cpu(proxy.proc.pid)
     return {"t": time.monotonic(), "daemon": daemon_stats(proxy), "kq": kernel_queues(lab),
             "rule": queue_rule_packets(lab), "veth": link_stats(lab, lab.ns_cli, lab.prefix + "c"),
             "cpu": cpu, "threads": threads}
@@ -322,20 +300,6 @@ class Bench:
 
 # --- report -----------------------------------------------------------------------------
 
-def agg(values):
-    v = [x for x in values if x is not None]
-    if not v:
-        return None
-    return statistics.median(v), min(v), max(v)
-
-
-def fmt(a, scale=1.0, digits=1, unit=""):
-    if a is None:
-        return "n/a"
-    med, lo, hi = a
-    return "%.*f%s [%.*f-%.*f]" % (digits, med * scale, unit, digits, lo * scale, digits, hi * scale)
-
-
 def ratio(num, den):
     if num is None or den is None or den[0] in (0, None):
         return "n/a"
@@ -427,21 +391,6 @@ def report(results, args):
 
 # --- main -------------------------------------------------------------------------------
 
-def preflight(args):
-    if os.geteuid() != 0:
-        print("bench_nfq: skipped: needs root (network namespaces, netfilter); "
-              "run `sudo make bench`", flush=True)
-        sys.exit(0)
-    b = Path(args.build)
-    missing = [str(b / p) for p in ("smtpwalld", "smtpwallctl", "smtpwall-firewall", "synflood")
-               if not os.access(b / p, os.X_OK)]
-    missing += [t for t in ("ip", "iptables", "nft", "smtp-sink") if shutil.which(t) is None]
-    if missing:
-        print("bench_nfq: cannot run: missing %s (run `make` / `sudo make deps`)" % ", ".join(missing),
-              flush=True)
-        sys.exit(1)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.environ.get("SMTPWALL_BUILD") or str(REPO / "build"),
@@ -467,7 +416,8 @@ def main():
         ap.error("--rates: comma-separated SYN/s values, 0 = full speed")
     os.environ["SMTPWALL_BUILD"] = str(Path(args.build).resolve())
     args.build = os.environ["SMTPWALL_BUILD"]
-    preflight(args)
+    preflight("bench_nfq", args.build, ("smtpwalld", "smtpwallctl", "smtpwall-firewall", "synflood"),
+              ("ip", "iptables", "nft", "smtp-sink"))
 
     # SIGTERM (make interrupted, a timeout) tears down like ^C does.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

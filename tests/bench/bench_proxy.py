@@ -70,7 +70,6 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -81,6 +80,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 import lab as L  # noqa: E402  (the integration tests' lab, unchanged)
+from benchlib import agg, fmt, log, preflight, proc_cpu  # noqa: E402
 
 CLIENT = L.CLIENT4                  # 203.0.113.10, in trusted_networks for smtpwalld
 DST = L.SINK4                       # 198.51.100.26: smtp-sink in the server namespace
@@ -104,17 +104,7 @@ WORKLOAD_TEXT = {
 }
 
 
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
 # --- processes ---------------------------------------------------------------------
-
-def proc_cpu(pid):
-    """utime + stime of the whole process (all threads), seconds."""
-    f = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-
 
 def vm_rss(pid):
     """VmRSS of a process, bytes."""
@@ -619,20 +609,6 @@ def summarize_profile(res):
 
 # --- report -----------------------------------------------------------------------------
 
-def agg(values):
-    v = [x for x in values if x is not None]
-    if not v:
-        return None
-    return statistics.median(v), min(v), max(v)
-
-
-def fmt(a, scale=1.0, digits=1, unit=""):
-    if a is None:
-        return "n/a"
-    med, lo, hi = a
-    return "%.*f%s [%.*f-%.*f]" % (digits, med * scale, unit, digits, lo * scale, digits, hi * scale)
-
-
 def run_ratios(res, wl, num, den, key="msgs_ps"):
     """Each run's num/den (same run), aggregated."""
     return agg([n[key] / d[key] for n, d in zip(res[wl][num], res[wl][den]) if d[key]])
@@ -704,21 +680,6 @@ def report(res, idle, prof, args):
 
 # --- main -------------------------------------------------------------------------------
 
-def preflight(args):
-    if os.geteuid() != 0:
-        print("bench_proxy: skipped: needs root (network namespaces, netfilter); "
-              "run `sudo make bench`", flush=True)
-        sys.exit(0)
-    b = Path(args.build)
-    missing = [str(b / p) for p in ("smtpwalld", "smtpwallctl") if not os.access(b / p, os.X_OK)]
-    tools = ["ip", "nft", "smtp-sink", "smtp-source"] + (["haproxy"] if args.haproxy_threads else [])
-    missing += [t for t in tools if shutil.which(t) is None]
-    if missing:
-        print("bench_proxy: cannot run: missing %s (run `make` / `sudo make deps`)" % ", ".join(missing),
-              flush=True)
-        sys.exit(1)
-
-
 def parse_spec(text, what):
     m = re.fullmatch(r"(\d+)x(\d+)", text)
     if not m or int(m.group(1)) < 1 or int(m.group(2)) < int(m.group(1)):
@@ -771,7 +732,8 @@ def main():
     args.confs = ["A"] + ["B%d" % t for t in args.haproxy_threads] + ["C"]
     os.environ["SMTPWALL_BUILD"] = str(Path(args.build).resolve())
     args.build = os.environ["SMTPWALL_BUILD"]
-    preflight(args)
+    preflight("bench_proxy", args.build, ("smtpwalld", "smtpwallctl"),
+              ["ip", "nft", "smtp-sink", "smtp-source"] + (["haproxy"] if args.haproxy_threads else []))
 
     # Descriptors: this script holds --idle client sockets; smtp-sink and the proxies
     # (started from here) inherit the limit.
