@@ -4,7 +4,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +95,13 @@ static void capt_tick(struct ev_loop *, struct ev_timer *, void *);
 static void capt_update_filter(struct capt *);
 
 static const char *const capt_kind_words[] = { "client", "sender", "rcpt", "refused" };
+
+const char *
+capt_kind_str(enum capt_kind k)
+{
+	return (unsigned)k < sizeof(capt_kind_words) / sizeof(capt_kind_words[0]) ?
+	    capt_kind_words[k] : "?";
+}
 
 /* ---- keys and the hash table -------------------------------------------------- */
 
@@ -248,8 +254,9 @@ static void
 capt_rec_free(struct capt *c, struct capt_rec *r)
 {
 	struct capt_file *f = capt_recent_at(c, r->recent);
+	int wrote = r->cs != NULL && cap_sess_writing(r->cs);
 
-	if (r->cs != NULL && cap_sess_writing(r->cs)) {
+	if (wrote) {
 		if (f != NULL) {
 			f->bytes = cap_sess_bytes(r->cs);
 			f->truncated = cap_sess_truncated(r->cs);
@@ -260,11 +267,10 @@ capt_rec_free(struct capt *c, struct capt_rec *r)
 		    (unsigned long long)cap_sess_frames(r->cs),
 		    (unsigned long long)cap_sess_bytes(r->cs),
 		    cap_sess_truncated(r->cs) ? " truncated=yes" : "");
-		cap_sess_close(r->cs);
-		r->cs = NULL;
-		capt_prune(c, NULL);	/* the file has grown since it was started */
 	}
 	cap_sess_close(r->cs);
+	if (wrote)
+		capt_prune(c, NULL);	/* the file has grown since it was started */
 	capt_unlink(c, &r->n_client);
 	capt_unlink(c, &r->n_server);
 	if (r->prev != NULL)
@@ -301,7 +307,7 @@ capt_spec_remove(struct capt *c, struct capt_spec *sp, const char *why)
 		}
 	c->nspecs--;
 	log_info("capture id=%u %s: %s%s%s files=%u", sp->info.id, why,
-	    capt_kind_words[sp->info.kind], sp->info.match[0] ? " " : "", sp->info.match,
+	    capt_kind_str(sp->info.kind), sp->info.match[0] ? " " : "", sp->info.match,
 	    sp->info.files);
 	free(sp);
 }
@@ -325,12 +331,24 @@ capt_rec_write(struct capt *c, struct capt_rec *r, struct capt_spec *sp)
 	sp->info.files++;
 	log_info("capture id=%u session=%016llx writing %s/%s (%s%s%s)", sp->info.id,
 	    (unsigned long long)r->session_id, cf->capture_dir, name,
-	    capt_kind_words[sp->info.kind], sp->info.match[0] ? " " : "", sp->info.match);
+	    capt_kind_str(sp->info.kind), sp->info.match[0] ? " " : "", sp->info.match);
 	capt_rec_truncation(c, r);
 	capt_prune(c, name);
 	if (--sp->info.sessions_left == 0)
 		capt_spec_remove(c, sp, "done");
 	capt_update_filter(c);
+}
+
+/* 1 if a sender, rcpt or refused capture is armed: every session is a candidate. */
+static int
+capt_armed_wide(const struct capt *c)
+{
+	const struct capt_spec *sp;
+
+	for (sp = c->specs; sp != NULL; sp = sp->next)
+		if (sp->info.kind != CAPT_CLIENT)
+			return 1;
+	return 0;
 }
 
 /* ---- the live handle ------------------------------------------------------------ */
@@ -489,25 +507,6 @@ capt_close_live(struct capt *c)
 	    "(received=%llu dropped=%llu)", (unsigned long long)rx, (unsigned long long)drop);
 }
 
-static int
-capt_append(char *buf, size_t size, size_t *len, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int
-capt_append(char *buf, size_t size, size_t *len, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf + *len, size - *len, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= size - *len)
-		return -1;
-	*len += (size_t)n;
-	return 0;
-}
-
 /*
  * The filter for what is armed. A sender/rcpt/refused capture must see every
  * session: every port-25 frame. Client captures alone: their clients'
@@ -515,51 +514,61 @@ capt_append(char *buf, size_t size, size_t *len, const char *fmt, ...)
  * upstream socket's port, entered before its SYN leaves).
  */
 static int
-capt_build_filter(struct capt *c, char *f, size_t size, int *wide)
+capt_filter_text(struct capt *c, struct buf *f, size_t max, int *wide)
 {
 	const struct config *cf = &c->px->conf->cf;
 	char cidr[INET6_ADDRSTRLEN + 8], ip[SOCK_IP_LEN];
 	struct capt_spec *sp;
 	struct capt_rec *r;
-	size_t len = 0;
 	const char *sep = "";
 	unsigned up = cf->upstream_fixed ?
 	    ntohs(((const struct sockaddr_in *)&cf->upstream)->sin_port) : CAPT_PORT;
 
-	*wide = 0;
-	for (sp = c->specs; sp != NULL; sp = sp->next)
-		if (sp->info.kind != CAPT_CLIENT)
-			*wide = 1;
-	if (*wide) {
+	if ((*wide = capt_armed_wide(c))) {
 		if (up != CAPT_PORT)
-			return capt_append(f, size, &len, "tcp and (port %d or port %u)", CAPT_PORT, up);
-		return capt_append(f, size, &len, "tcp port %d", CAPT_PORT);
+			return buf_printf(f, max, "tcp and (port %d or port %u)", CAPT_PORT, up);
+		return buf_printf(f, max, "tcp port %d", CAPT_PORT);
 	}
-	if (capt_append(f, size, &len, "tcp and (") == -1)
+	if (buf_printf(f, max, "tcp and (") == -1)
 		return -1;
 	for (sp = c->specs; sp != NULL; sp = sp->next) {
 		rules_cidr_format(&sp->cidr, cidr, sizeof(cidr));
-		if (capt_append(f, size, &len, "%s(port %d and net %s)", sep, CAPT_PORT, cidr) == -1)
+		if (buf_printf(f, max, "%s(port %d and net %s)", sep, CAPT_PORT, cidr) == -1)
 			return -1;
 		sep = " or ";
 	}
 	/* Both legs of each session being recorded, also once its capture is done. */
 	for (r = c->recs; r != NULL; r = r->next) {
 		sock_ip_str((const struct sockaddr *)&r->client, ip);
-		if (capt_append(f, size, &len, "%s(host %s and port %u)", sep, ip,
+		if (buf_printf(f, max, "%s(host %s and port %u)", sep, ip,
 		    (unsigned)r->n_client.key.port) == -1)
 			return -1;
 		sep = " or ";
 		if (!r->n_server.linked)
 			continue;
 		sock_ip_str((const struct sockaddr *)&r->server, ip);
-		if (capt_append(f, size, &len, " or (host %s and port %u)", ip,
+		if (buf_printf(f, max, " or (host %s and port %u)", ip,
 		    (unsigned)r->n_server.key.port) == -1)
 			return -1;
 	}
-	if (*sep == '\0' && capt_append(f, size, &len, "port %d and less 0", CAPT_PORT) == -1)
+	if (*sep == '\0' && buf_printf(f, max, "port %d and less 0", CAPT_PORT) == -1)
 		return -1;
-	return capt_append(f, size, &len, ")");
+	return buf_printf(f, max, ")");
+}
+
+/* The filter as a string in out[size]: 0, or -1 if it does not fit. */
+static int
+capt_build_filter(struct capt *c, char *out, size_t size, int *wide)
+{
+	struct buf f = { 0 };
+	int rc;
+
+	if ((rc = capt_filter_text(c, &f, size - 1, wide)) == 0) {
+		memcpy(out, buf_len(&f) ? buf_head(&f) : "", buf_len(&f));
+		out[buf_len(&f)] = '\0';
+	}
+	buf_free(&f);
+	return rc;
 }
 
 /* Open, re-filter or close the live handle for what is armed and recorded now. */
@@ -765,7 +774,7 @@ capt_arm(struct proxy *px, enum capt_kind kind, const char *arg, unsigned sessio
 	if (!ev_timer_armed(&c->tick))
 		ev_timer_set(px->loop, &c->tick, CAPT_TICK_MS, capt_tick, c);
 	*id = sp->info.id;
-	log_info("capture id=%u armed: %s%s%s sessions=%u%s", sp->info.id, capt_kind_words[kind],
+	log_info("capture id=%u armed: %s%s%s sessions=%u%s", sp->info.id, capt_kind_str(kind),
 	    sp->info.match[0] ? " " : "", sp->info.match, sessions, for_s ? " (with --for)" : "");
 	return 0;
 }
@@ -831,18 +840,14 @@ capt_session_start(struct session *s)
 	struct cap_sess_conf scf;
 	struct capt_spec *sp, *client_spec = NULL;
 	struct capt_rec *r;
-	int wide = 0;
 
 	if (c == NULL || c->live == NULL || c->specs == NULL)
 		return;
-	for (sp = c->specs; sp != NULL; sp = sp->next) {
-		if (sp->info.kind != CAPT_CLIENT)
-			wide = 1;
-		else if (client_spec == NULL &&
+	for (sp = c->specs; sp != NULL && client_spec == NULL; sp = sp->next)
+		if (sp->info.kind == CAPT_CLIENT &&
 		    rules_cidr_match(&sp->cidr, (const struct sockaddr *)&s->caddr))
 			client_spec = sp;
-	}
-	if (client_spec == NULL && !wide)
+	if (client_spec == NULL && !capt_armed_wide(c))
 		return;
 	if (c->budget.max == 0)
 		c->budget.max = CAPT_TOTAL_BUFFER > 4 * cf->capture_buffer ? CAPT_TOTAL_BUFFER :

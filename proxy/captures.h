@@ -36,6 +36,10 @@
 struct session;
 
 enum capt_kind { CAPT_CLIENT = 0, CAPT_SENDER, CAPT_RCPT, CAPT_REFUSED };
+#define CAPT_KINDS	4
+
+/* "client", "sender", "rcpt", "refused": the verb's word for the kind. */
+const char *capt_kind_str(enum capt_kind);
 
 /* One armed capture, as `capture list` shows it. */
 struct capt_info {

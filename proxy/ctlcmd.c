@@ -780,7 +780,6 @@ ctl_capture_list(struct ctl_ctx *x)
 	char until[32];
 	uint64_t rx, drop;
 	unsigned i, n, nf;
-	static const char *const kinds[] = { "client", "sender", "rcpt", "refused" };
 
 	n = capt_list(x->px, armed, CAPT_MAX_ARMED);
 	for (i = 0; i < n; i++) {
@@ -789,7 +788,7 @@ ctl_capture_list(struct ctl_ctx *x)
 		else
 			strcpy(until, "-");
 		ctl_line(x->out, "capture id=%u %s%s%s sessions_left=%u files=%u until=%s",
-		    armed[i].id, kinds[armed[i].kind], armed[i].match[0] ? " " : "",
+		    armed[i].id, capt_kind_str(armed[i].kind), armed[i].match[0] ? " " : "",
 		    armed[i].match, armed[i].sessions_left, armed[i].files, until);
 	}
 	nf = capt_files(x->px, files, CAPT_RECENT);
@@ -838,18 +837,17 @@ ctl_capture(struct ctl_ctx *x, int argc, char **argv)
 		ctl_line(out, "ok stopped capture %lu", n);
 		return;
 	}
-	if (argc >= 2 && strcmp(argv[1], "refused") == 0) {
-		kind = CAPT_REFUSED;
-		first = 2;
-	} else if (argc >= 3 && (strcmp(argv[1], "client") == 0 || strcmp(argv[1], "sender") == 0 ||
-	    strcmp(argv[1], "rcpt") == 0)) {
-		kind = argv[1][0] == 'c' ? CAPT_CLIENT : argv[1][0] == 's' ? CAPT_SENDER : CAPT_RCPT;
-		arg = argv[2];
-		first = 3;
-	} else {
+	for (kind = 0; kind < CAPT_KINDS; kind++)
+		if (argc >= 2 && strcmp(argv[1], capt_kind_str(kind)) == 0)
+			break;
+	/* refused takes no argument; the others one: the CIDR or the pattern */
+	first = kind == CAPT_REFUSED ? 2 : 3;
+	if (kind == CAPT_KINDS || argc < first) {
 		ctl_line(out, "error: usage: %s", x->usage);
 		return;
 	}
+	if (kind != CAPT_REFUSED)
+		arg = argv[2];
 	if (ctl_options(argc, argv, first, "sessions for", &o, out, x->usage) == -1)
 		return;
 	if (o.sessions != NULL) {

@@ -101,20 +101,6 @@ live_keep_restart_only(struct proxy *px, struct pxconf *nc, FILE *out)
 	cf->nfqueue_fail = old->nfqueue_fail;
 }
 
-static int live_reload_files(struct proxy *, FILE *);
-
-/* Reload, with systemd told (RELOADING=1 ... READY=1) whichever way it was asked for. */
-int
-live_reload(struct proxy *px, FILE *out)
-{
-	int nerr;
-
-	(void)sd_notify(0, "RELOADING=1");
-	nerr = live_reload_files(px, out);
-	(void)sd_notify(0, "READY=1");
-	return nerr;
-}
-
 static int
 live_reload_files(struct proxy *px, FILE *out)
 {
@@ -174,4 +160,16 @@ live_reload_files(struct proxy *px, FILE *out)
 	log_info("reload config=%s rules=%zu file=%s", px->conf_path, rules_count(rs),
 	    nc->cf.rules_file);
 	return 0;
+}
+
+/* Reload, with systemd told (RELOADING=1 ... READY=1) whichever way it was asked for. */
+int
+live_reload(struct proxy *px, FILE *out)
+{
+	int nerr;
+
+	(void)sd_notify(0, "RELOADING=1");
+	nerr = live_reload_files(px, out);
+	(void)sd_notify(0, "READY=1");
+	return nerr;
 }

@@ -41,6 +41,11 @@ sess_log_event(void *arg, const struct smtp_event *ev)
 	struct proxy *px = s->px;
 	char a[SMTP_PATH_MAX * 4 + 8], rule[512];
 
+	if (ev->kind == SMTP_EV_ADDRESS) {	/* every MAIL/RCPT: for capture triggers only, no log line */
+		capt_session_event(s, strcmp(ev->what, "from") == 0 ? CAPT_SENDER : CAPT_RCPT,
+		    ev->arg.p, ev->arg.p ? ev->arg.len : 0);
+		return;
+	}
 	/* Escaping costs more than the event: only for a line that will be written. */
 	a[0] = '\0';
 	if (log_enabled(ev->kind == SMTP_EV_SERVER || ev->kind == SMTP_EV_XCLIENT ?
@@ -102,9 +107,7 @@ sess_log_event(void *arg, const struct smtp_event *ev)
 		    smtp_state_str(ev->from), smtp_state_str(ev->to));
 		break;
 	case SMTP_EV_ADDRESS:
-		capt_session_event(s, strcmp(ev->what, "from") == 0 ? CAPT_SENDER : CAPT_RCPT,
-		    ev->arg.p, ev->arg.p ? ev->arg.len : 0);
-		break;
+		break;			/* handled above */
 	case SMTP_EV_XCLIENT:
 		/* xclient = on: the server's reply that decided is untrusted text */
 		if (strcmp(ev->reason, "ok") == 0)
