@@ -119,11 +119,21 @@ buf_grow_size(size_t cur, size_t want, size_t max)
 	return sz > max ? max : sz;
 }
 
+/* 1 if a block of sz bytes may come from and go back to this thread's cache. */
+static int
+buf_pool_holds(size_t sz)
+{
+	return buf_pool.on && buf_pool_class(sz) != -1;
+}
+
 /*
  * Move the data to a new allocation of `sz` bytes at offset 0. On a buffer
  * whose data already starts at 0, realloc may extend in place; otherwise a
- * fresh block avoids copying the consumed head. Either way the buffer is
- * untouched if allocation fails.
+ * fresh block avoids copying the consumed head. With the cache on, a block of
+ * a cached size moves through the cache instead: a buffer released after each
+ * burst grows again (1 KiB .. 64 KiB) on the next one, e.g. through every
+ * large message, and realloc would be an allocator call each time. Either way
+ * the buffer is untouched if allocation fails.
  */
 static int
 buf_resize(struct buf *b, size_t sz)
@@ -133,7 +143,7 @@ buf_resize(struct buf *b, size_t sz)
 	if (b->data == NULL) {
 		if ((p = buf_alloc(sz)) == NULL)
 			return -1;
-	} else if (b->head == 0) {
+	} else if (b->head == 0 && !buf_pool_holds(b->size) && !buf_pool_holds(sz)) {
 		p = realloc(b->data, sz);
 		if (p == NULL)
 			return -1;

@@ -263,20 +263,37 @@ fsm_tx_reset(struct smtp_fsm *f)
 	f->tx_rcpt = 0;
 }
 
-/* *dst = the slice as a string of at most max - 1 bytes (realloc: mostly in place). */
+/*
+ * *dst = the slice as a string of at most max - 1 bytes. The block is reused
+ * while the value fits (*cap: the longest string it holds), so that a MAIL,
+ * or a message's end, costs no allocator call on the command path; it grows
+ * only for a value longer than any before, at least doubling (at most a few
+ * times a session: max is 256), and is freed with the session.
+ */
+_Static_assert(SMTP_HELO_MAX <= 256 && SMTP_ADDR_MAX <= 256, "fsm_set: a capacity is a uint8_t");
+
 static void
-fsm_set(struct smtp_fsm *f, char **dst, struct slice s, size_t max)
+fsm_set(struct smtp_fsm *f, char **dst, uint8_t *cap, struct slice s, size_t max)
 {
 	size_t n = s.len < max - 1 ? s.len : max - 1;
+	size_t sz;
 	char *p;
 
-	if ((p = realloc(*dst, n + 1)) == NULL) {
-		fsm_fail(f);
-		return;
+	if (*dst == NULL || n > *cap) {
+		sz = *dst == NULL ? n + 1 : 2 * ((size_t)*cap + 1);
+		if (sz < n + 1)
+			sz = n + 1;
+		if (sz > max)
+			sz = max;
+		if ((p = realloc(*dst, sz)) == NULL) {
+			fsm_fail(f);
+			return;
+		}
+		*dst = p;
+		*cap = (uint8_t)(sz - 1);
 	}
-	memcpy(p, s.p, n);
-	p[n] = '\0';
-	*dst = p;
+	memcpy(*dst, s.p, n);
+	(*dst)[n] = '\0';
 }
 
 /* The address as the client wrote it, for our replies: "<raw>". */
@@ -313,7 +330,7 @@ fsm_cmd_helo(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
 	for (i = 0; i < name.len && name.p[i] != ' '; i++)
 		;
 	name.len = i;
-	fsm_set(f, &f->helo, name, SMTP_HELO_MAX);
+	fsm_set(f, &f->helo, &f->helo_cap, name, SMTP_HELO_MAX);
 	fsm_tx_reset(f);
 	if (f->conf->xclient && f->xc == SMTP_XC_IDLE) {
 		fsm_xclient_start(f, c, line);
@@ -351,7 +368,7 @@ fsm_cmd_mail(struct smtp_fsm *f, const struct smtp_cmd *c, struct slice line)
 		return;
 	}
 
-	fsm_set(f, &f->from, box, SMTP_ADDR_MAX);
+	fsm_set(f, &f->from, &f->from_cap, box, SMTP_ADDR_MAX);
 	f->have_from = 1;
 	if (!f->tx_active) {
 		f->tx_active = 1;
@@ -709,8 +726,8 @@ static void
 fsm_data_end(struct smtp_fsm *f)
 {
 	f->msg_bytes = f->data.content;
-	fsm_set(f, &f->msg_from, (struct slice){ smtp_fsm_str(f->from), strlen(smtp_fsm_str(f->from)) },
-	    SMTP_ADDR_MAX);
+	fsm_set(f, &f->msg_from, &f->msg_from_cap,
+	    (struct slice){ smtp_fsm_str(f->from), strlen(smtp_fsm_str(f->from)) }, SMTP_ADDR_MAX);
 	fsm_tx_reset(f);
 	fsm_enter(f, SS_CMD);
 	switch (f->data_refused) {
@@ -1303,6 +1320,7 @@ smtp_fsm_free(struct smtp_fsm *f)
 	free(f->from);
 	free(f->msg_from);
 	f->helo = f->from = f->msg_from = NULL;
+	f->helo_cap = f->from_cap = f->msg_from_cap = 0;
 }
 
 void

@@ -178,11 +178,18 @@ struct smtp_fsm {
 	const char		*data_reason;
 
 	/* for the session summary */
-	/* Heap strings of their own length (an idle session holds no 256-byte arrays); NULL: none yet. */
+	/*
+	 * Heap strings sized to what they held (an idle session holds no 256-byte
+	 * arrays); NULL: none yet. A block is kept and reused by the next value
+	 * that fits (its capacity in *_cap), so MAIL after MAIL is no allocator
+	 * call: only a longer value than any before grows it (see fsm_set).
+	 */
 	char			*helo;		/* at most SMTP_HELO_MAX - 1 bytes */
 	char			*from;		/* last MAIL FROM as written, between the brackets */
 	int			 have_from;
 	unsigned		 rcpt_ok, rcpt_refused, messages, commands;
+	uint8_t			 helo_cap, from_cap, msg_from_cap;	/* longest string each block
+							   holds (its size - 1), 0: no block */
 	uint64_t		 bytes;		/* content bytes of messages the server accepted */
 	uint64_t		 msg_bytes;	/* content bytes of the message in flight */
 	char			*msg_from;	/* its sender: a pipelined MAIL may follow the dot */

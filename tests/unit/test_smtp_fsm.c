@@ -1065,6 +1065,62 @@ test_smtp_fsm_message_event_names_its_own_sender(void **state)
 	    "alice@example.com");
 }
 
+/* One whole message from `from`, accepted by the server. */
+static void
+tfsm_message(struct tfsm *fx, const char *from)
+{
+	char mail[SMTP_PATH_MAX + 32];
+
+	snprintf(mail, sizeof(mail), "MAIL FROM:<%s>\r\n", from);
+	ROUNDTRIP(fx, mail, "250 2.1.0 Ok\r\n");
+	ROUNDTRIP(fx, "RCPT TO:<bob@example.net>\r\n", "250 2.1.5 Ok\r\n");
+	ROUNDTRIP(fx, "DATA\r\n", "354 go ahead\r\n");
+	CLIENT(fx, "hi\r\n.\r\n");
+	EXPECT_SERVER(fx, "hi\r\n.\r\n");
+	SERVER(fx, "250 2.0.0 Ok: queued\r\n");
+	EXPECT_CLIENT(fx, "250 2.0.0 Ok: queued\r\n");
+	assert_string_equal(smtp_fsm_str(fx->f.from), from);
+	assert_string_equal(smtp_fsm_str(fx->f.msg_from), from);
+}
+
+/*
+ * helo, from and msg_from keep their blocks: a MAIL, a message's end or a
+ * repeated EHLO whose value fits is no allocator call (no allocation per
+ * command); only a longer value than any before grows a block.
+ */
+static void
+test_smtp_fsm_strings_reuse_their_block(void **state)
+{
+	struct tfsm *fx = *state;
+	char longer[200];
+	const char *helo, *from, *msg_from;
+
+	READY(fx);
+	tfsm_message(fx, "alice@example.com");
+	helo = fx->f.helo, from = fx->f.from, msg_from = fx->f.msg_from;
+	assert_non_null(from);
+	assert_non_null(msg_from);
+	tfsm_message(fx, "al@example.com");		/* shorter */
+	tfsm_message(fx, "carol@example.com");		/* as long as the first */
+	assert_ptr_equal(fx->f.from, from);
+	assert_ptr_equal(fx->f.msg_from, msg_from);
+	ROUNDTRIP(fx, "EHLO client.example\r\n", "250 mx.example.net\r\n");
+	assert_ptr_equal(fx->f.helo, helo);
+	assert_string_equal(fx->f.helo, "client.example");
+
+	/* a longer address grows the block; the grown block then serves shorter ones */
+	memset(longer, 'x', sizeof(longer));
+	memcpy(longer + sizeof(longer) - 13, "@example.com", 13);
+	tfsm_message(fx, longer);
+	assert_true(fx->f.from_cap >= strlen(longer));
+	from = fx->f.from, msg_from = fx->f.msg_from;
+	tfsm_message(fx, "a@example.com");
+	tfsm_message(fx, longer);
+	assert_ptr_equal(fx->f.from, from);
+	assert_ptr_equal(fx->f.msg_from, msg_from);
+	assert_int_equal(fx->f.messages, 6);
+}
+
 /* Content split anywhere (here: one byte per read) reaches the server unchanged. */
 static void
 test_smtp_fsm_data_byte_by_byte(void **state)
@@ -2943,6 +2999,7 @@ main(void)
 		TFSM_TEST(test_smtp_fsm_unfinished_multiline_reply_never_passed),
 		TFSM_TEST(test_smtp_fsm_data_barrier_then_streamed),
 		TFSM_TEST(test_smtp_fsm_message_event_names_its_own_sender),
+		TFSM_TEST(test_smtp_fsm_strings_reuse_their_block),
 		TFSM_TEST(test_smtp_fsm_data_byte_by_byte),
 		TFSM_TEST(test_smtp_fsm_data_commands_after_dot_parsed),
 		TFSM_TEST(test_smtp_fsm_data_without_valid_rcpt),
