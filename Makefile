@@ -124,7 +124,7 @@ check-integration: $(DAEMON) $(CTL) $(FW)
 # (tests/integration/lab.py, SMTPWALL_VALGRIND=1): a memory error or a definite
 # leak fails the test. The plain build: a -fsanitize daemon cannot run under
 # valgrind. Root, like check-integration; VALGRIND_TESTS picks the modules.
-VALGRIND_TESTS ?= test_delivery.py test_policy.py test_control.py test_capture.py test_nfqueue.py
+VALGRIND_TESTS ?= test_delivery.py test_policy.py test_control.py test_capture.py test_nfqueue.py test_workers.py test_heap.py
 .PHONY: check-valgrind
 check-valgrind: $(DAEMON) $(CTL) $(FW)
 	@if [ -n "$(SANITIZE)" ]; then echo "check-valgrind: not with SANITIZE (build without it)"; exit 2; fi

@@ -1,5 +1,12 @@
 /*
  * captures.c: armed captures and the sessions they record (see captures.h).
+ *
+ * Threads: the control verbs, the pcap handle and the tick run on the main
+ * thread; the session hooks run on the worker that carries the session.
+ * c->mu guards all of it. Only the main thread touches the main loop (the
+ * pcap fd, the tick timer): a hook that leaves nothing to capture lets the
+ * next tick close the handle. A session that nothing captures pays one
+ * relaxed load (c->armed) at its start and nothing afterwards.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -7,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,7 +40,7 @@ struct capt_spec {
 	struct capt_spec	*next;
 	struct capt_info	 info;
 	struct rules_cidr	 cidr;		/* CAPT_CLIENT */
-	uint64_t		 until_ms;	/* loop clock; 0: none */
+	uint64_t		 until_ms;	/* capt_now(); 0: none */
 };
 
 /* An endpoint (address, port) that identifies one leg of a recorded session. */
@@ -75,6 +83,9 @@ struct capt_pending {
 
 struct capt {
 	struct proxy		*px;
+	pthread_mutex_t		 mu;
+	int			 armed;		/* specs != NULL, for the hooks' unlocked look: atomic */
+	struct pxconf		*conf;		/* the generation it works with (capt_reconf) */
 	struct capt_spec	*specs;
 	unsigned		 nspecs, next_id;
 	struct capt_rec		*recs;
@@ -92,6 +103,22 @@ struct capt {
 };
 
 static void capt_tick(struct ev_loop *, struct ev_timer *, void *);
+
+/* Monotonic ms: the hooks run on other threads than the main loop's clock. */
+static uint64_t
+capt_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+capt_set_armed(struct capt *c)
+{
+	__atomic_store_n(&c->armed, c->specs != NULL, __ATOMIC_RELAXED);
+}
 static void capt_update_filter(struct capt *);
 
 static const char *const capt_kind_words[] = { "client", "sender", "rcpt", "refused" };
@@ -229,7 +256,7 @@ capt_prune_log(void *arg, const char *name, uint64_t size)
 static void
 capt_prune(struct capt *c, const char *keep)
 {
-	const struct config *cf = &c->px->conf->cf;
+	const struct config *cf = &c->conf->cf;
 	char err[CAP_ERR_LEN];
 
 	if (cap_dir_prune(cf->capture_dir, cf->capture_max_files, cf->capture_max_bytes, keep,
@@ -246,7 +273,7 @@ capt_rec_truncation(struct capt *c, struct capt_rec *r)
 	log_warnx("capture session=%016llx: the session outgrew its buffer (capture_buffer = %llu "
 	    "bytes, %llu in all): frames were dropped, the file is truncated",
 	    (unsigned long long)r->session_id,
-	    (unsigned long long)c->px->conf->cf.capture_buffer,
+	    (unsigned long long)c->conf->cf.capture_buffer,
 	    (unsigned long long)CAPT_TOTAL_BUFFER);
 }
 
@@ -306,6 +333,7 @@ capt_spec_remove(struct capt *c, struct capt_spec *sp, const char *why)
 			break;
 		}
 	c->nspecs--;
+	capt_set_armed(c);
 	log_info("capture id=%u %s: %s%s%s files=%u", sp->info.id, why,
 	    capt_kind_str(sp->info.kind), sp->info.match[0] ? " " : "", sp->info.match,
 	    sp->info.files);
@@ -316,7 +344,7 @@ capt_spec_remove(struct capt *c, struct capt_spec *sp, const char *why)
 static void
 capt_rec_write(struct capt *c, struct capt_rec *r, struct capt_spec *sp)
 {
-	const struct config *cf = &c->px->conf->cf;
+	const struct config *cf = &c->conf->cf;
 	char name[128], err[CAP_ERR_LEN];
 
 	if (cap_file_name(name, sizeof(name), time(NULL), r->session_id,
@@ -367,7 +395,7 @@ capt_pending_add(struct capt *c, const struct capt_key *client, const struct cap
 	}
 	p = &c->pending[(c->pend_head + c->pend_len++) % CAPT_PENDING_MAX];
 	p->client = *client;
-	p->at_ms = ev_now(c->px->loop);
+	p->at_ms = capt_now();
 	p->h = *h;
 	memcpy(p->frame, frame, h->caplen);
 }
@@ -462,17 +490,13 @@ capt_frame(void *arg, const struct cap_pkthdr *h, const uint8_t *frame)
 		capt_pending_add(c, t.dport == CAPT_PORT ? &src : &dst, h, frame);
 }
 
+/* A bounded amount per call: the loop's sessions come first. */
 static void
-capt_read_cb(struct ev_loop *loop, int fd, unsigned events, void *arg)
+capt_read(struct capt *c)
 {
-	struct capt *c = arg;
 	char err[CAP_ERR_LEN];
 	int n, rounds;
 
-	(void)loop;
-	(void)fd;
-	(void)events;
-	/* A bounded amount per wakeup: the loop's sessions come first. */
 	for (rounds = 0; rounds < 4; rounds++) {
 		if ((n = cap_live_read(c->live, CAPT_READ_BATCH, capt_frame, c, err)) == -1) {
 			log_warnx("capture: %s", err);
@@ -483,12 +507,25 @@ capt_read_cb(struct ev_loop *loop, int fd, unsigned events, void *arg)
 	}
 }
 
+static void
+capt_read_cb(struct ev_loop *loop, int fd, unsigned events, void *arg)
+{
+	struct capt *c = arg;
+
+	(void)loop;
+	(void)fd;
+	(void)events;
+	pthread_mutex_lock(&c->mu);
+	capt_read(c);
+	pthread_mutex_unlock(&c->mu);
+}
+
 /* Read what is waiting now, so that frames seen before a decision are in. */
 static void
 capt_drain(struct capt *c)
 {
 	if (c->live != NULL)
-		capt_read_cb(c->px->loop, -1, 0, c);
+		capt_read(c);
 }
 
 static void
@@ -516,7 +553,7 @@ capt_close_live(struct capt *c)
 static int
 capt_filter_text(struct capt *c, struct buf *f, size_t max, int *wide)
 {
-	const struct config *cf = &c->px->conf->cf;
+	const struct config *cf = &c->conf->cf;
 	char cidr[INET6_ADDRSTRLEN + 8], ip[SOCK_IP_LEN];
 	struct capt_spec *sp;
 	struct capt_rec *r;
@@ -571,17 +608,26 @@ capt_build_filter(struct capt *c, char *out, size_t size, int *wide)
 	return rc;
 }
 
-/* Open, re-filter or close the live handle for what is armed and recorded now. */
+/* Main thread: close the live handle if nothing is armed or recorded. */
+static void
+capt_close_if_idle(struct capt *c)
+{
+	if (c->specs == NULL && c->recs == NULL)
+		capt_close_live(c);
+}
+
+/*
+ * Re-filter the live handle for what is armed and recorded now (any thread;
+ * with nothing left, the filter stays until the main thread closes it).
+ */
 static void
 capt_update_filter(struct capt *c)
 {
 	char f[CAPT_FILTER_MAX], err[CAP_ERR_LEN];
 	int wide;
 
-	if (c->specs == NULL && c->recs == NULL) {
-		capt_close_live(c);
+	if (c->specs == NULL && c->recs == NULL)
 		return;
-	}
 	if (c->live == NULL)
 		return;			/* capt_arm opens it */
 	if (capt_build_filter(c, f, sizeof(f), &wide) == -1) {
@@ -603,7 +649,7 @@ capt_update_filter(struct capt *c)
 static int
 capt_open_live(struct capt *c, char *err, size_t errlen)
 {
-	const struct config *cf = &c->px->conf->cf;
+	const struct config *cf = &c->conf->cf;
 	char f[CAPT_FILTER_MAX], perr[CAP_ERR_LEN];
 	int wide;
 
@@ -636,10 +682,11 @@ capt_tick(struct ev_loop *loop, struct ev_timer *t, void *arg)
 	struct capt *c = arg;
 	struct capt_spec *sp, *spn;
 	struct capt_rec *r, *rn;
-	uint64_t now = ev_now(loop);
+	uint64_t now = capt_now();
 	int changed = 0;
 
 	(void)t;
+	pthread_mutex_lock(&c->mu);
 	for (sp = c->specs; sp != NULL; sp = spn) {
 		spn = sp->next;
 		if (sp->until_ms != 0 && now >= sp->until_ms) {
@@ -662,8 +709,11 @@ capt_tick(struct ev_loop *loop, struct ev_timer *t, void *arg)
 	}
 	if (changed)
 		capt_update_filter(c);
-	if (c->specs != NULL || c->recs != NULL)
+	capt_close_if_idle(c);
+	/* Armed while the handle is open: the session hooks (other threads) never arm it. */
+	if (c->live != NULL)
 		ev_timer_set(loop, &c->tick, CAPT_TICK_MS, capt_tick, c);
+	pthread_mutex_unlock(&c->mu);
 }
 
 /* ---- the control verbs ---------------------------------------------------------------- */
@@ -680,9 +730,24 @@ capt_init(struct proxy *px)
 		return -1;
 	}
 	c->px = px;
+	c->conf = pxconf_ref(px->conf);
 	c->next_id = 1;
+	pthread_mutex_init(&c->mu, NULL);
 	px->capt = c;
 	return 0;
+}
+
+void
+capt_reconf(struct proxy *px)
+{
+	struct capt *c = px->capt;
+	struct pxconf *old;
+
+	pthread_mutex_lock(&c->mu);
+	old = c->conf;
+	c->conf = pxconf_ref(px->conf);
+	pthread_mutex_unlock(&c->mu);
+	pxconf_unref(old);
 }
 
 void
@@ -704,13 +769,15 @@ capt_free(struct proxy *px)
 		cap_live_close(c->live);
 	}
 	ev_timer_cancel(px->loop, &c->tick);
+	pxconf_unref(c->conf);
+	pthread_mutex_destroy(&c->mu);
 	free(c->pending);
 	free(c);
 	px->capt = NULL;
 }
 
-int
-capt_arm(struct proxy *px, enum capt_kind kind, const char *arg, unsigned sessions,
+static int
+capt_arm_locked(struct proxy *px, enum capt_kind kind, const char *arg, unsigned sessions,
     unsigned long long for_s, unsigned *id, char *err, size_t errlen)
 {
 	const struct config *cf = &px->conf->cf;
@@ -756,7 +823,7 @@ capt_arm(struct proxy *px, enum capt_kind kind, const char *arg, unsigned sessio
 		snprintf(sp->info.match, sizeof(sp->info.match), "%s", arg);
 	}
 	if (for_s != 0) {
-		sp->until_ms = ev_now(px->loop) + for_s * 1000ull;
+		sp->until_ms = capt_now() + for_s * 1000ull;
 		sp->info.until = time(NULL) + (time_t)for_s;
 	}
 	sp->info.id = c->next_id++;
@@ -770,6 +837,7 @@ capt_arm(struct proxy *px, enum capt_kind kind, const char *arg, unsigned sessio
 		free(sp);
 		return -1;
 	}
+	capt_set_armed(c);
 	capt_update_filter(c);
 	if (!ev_timer_armed(&c->tick))
 		ev_timer_set(px->loop, &c->tick, CAPT_TICK_MS, capt_tick, c);
@@ -780,26 +848,44 @@ capt_arm(struct proxy *px, enum capt_kind kind, const char *arg, unsigned sessio
 }
 
 int
+capt_arm(struct proxy *px, enum capt_kind kind, const char *arg, unsigned sessions,
+    unsigned long long for_s, unsigned *id, char *err, size_t errlen)
+{
+	int rc;
+
+	pthread_mutex_lock(&px->capt->mu);
+	rc = capt_arm_locked(px, kind, arg, sessions, for_s, id, err, errlen);
+	pthread_mutex_unlock(&px->capt->mu);
+	return rc;
+}
+
+int
 capt_stop(struct proxy *px, unsigned id)
 {
 	struct capt *c = px->capt;
-	struct capt_spec *sp = capt_spec_find(c, id);
+	struct capt_spec *sp;
 
-	if (sp == NULL)
-		return -1;
-	capt_spec_remove(c, sp, "stopped");
-	capt_update_filter(c);
-	return 0;
+	pthread_mutex_lock(&c->mu);
+	if ((sp = capt_spec_find(c, id)) != NULL) {
+		capt_spec_remove(c, sp, "stopped");
+		capt_update_filter(c);
+		capt_close_if_idle(c);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return sp != NULL ? 0 : -1;
 }
 
 unsigned
 capt_list(const struct proxy *px, struct capt_info *out, unsigned max)
 {
+	struct capt *c = px->capt;
 	const struct capt_spec *sp;
 	unsigned n = 0;
 
-	for (sp = px->capt->specs; sp != NULL && n < max; sp = sp->next)
+	pthread_mutex_lock(&c->mu);
+	for (sp = c->specs; sp != NULL && n < max; sp = sp->next)
 		out[n++] = sp->info;
+	pthread_mutex_unlock(&c->mu);
 	return n;
 }
 
@@ -810,6 +896,7 @@ capt_files(const struct proxy *px, struct capt_file *out, unsigned max)
 	const struct capt_rec *r;
 	unsigned n, i;
 
+	pthread_mutex_lock(&c->mu);
 	for (n = 0; n < c->nrecent && n < max; n++) {
 		i = (c->recent_head + CAPT_RECENT - 1 - n) % CAPT_RECENT;
 		out[n] = c->recent[i];
@@ -819,29 +906,33 @@ capt_files(const struct proxy *px, struct capt_file *out, unsigned max)
 				out[n].truncated = cap_sess_truncated(r->cs);
 			}
 	}
+	pthread_mutex_unlock(&c->mu);
 	return n;
 }
 
 void
 capt_pcap_stats(const struct proxy *px, uint64_t *received, uint64_t *dropped)
 {
+	struct capt *c = px->capt;
+
 	*received = *dropped = 0;
-	if (px->capt->live != NULL)
-		cap_live_stats(px->capt->live, received, dropped);
+	pthread_mutex_lock(&c->mu);
+	if (c->live != NULL)
+		cap_live_stats(c->live, received, dropped);
+	pthread_mutex_unlock(&c->mu);
 }
 
 /* ---- session hooks ------------------------------------------------------------------ */
 
-void
-capt_session_start(struct session *s)
+static void
+capt_session_start_locked(struct capt *c, struct session *s)
 {
-	struct capt *c = s->px->capt;
-	const struct config *cf = &s->px->conf->cf;
+	const struct config *cf = &c->conf->cf;
 	struct cap_sess_conf scf;
 	struct capt_spec *sp, *client_spec = NULL;
 	struct capt_rec *r;
 
-	if (c == NULL || c->live == NULL || c->specs == NULL)
+	if (c->live == NULL || c->specs == NULL)
 		return;
 	for (sp = c->specs; sp != NULL && client_spec == NULL; sp = sp->next)
 		if (sp->info.kind == CAPT_CLIENT &&
@@ -884,17 +975,11 @@ capt_session_start(struct session *s)
 		capt_rec_write(c, r, client_spec);
 }
 
-int
-capt_session_wants_port(const struct session *s)
-{
-	return s->capt != NULL && !s->px->capt->wide;
-}
-
-void
-capt_session_upstream(struct session *s, const struct sockaddr_storage *local)
+static void
+capt_session_upstream_locked(struct capt *c, struct session *s,
+    const struct sockaddr_storage *local)
 {
 	struct capt_rec *r = s->capt;
-	struct capt *c = s->px->capt;
 
 	if (r == NULL || local->ss_family == AF_UNSPEC)
 		return;
@@ -908,14 +993,14 @@ capt_session_upstream(struct session *s, const struct sockaddr_storage *local)
 		capt_update_filter(c);
 }
 
-void
-capt_session_event(struct session *s, enum capt_kind kind, const char *arg, size_t len)
+static void
+capt_session_event_locked(struct capt *c, struct session *s, enum capt_kind kind,
+    const char *arg, size_t len)
 {
 	struct capt_rec *r = s->capt;
-	struct capt *c = s->px->capt;
 	struct capt_spec *sp;
 
-	if (r == NULL || r->spec_id != 0)
+	if (r->spec_id != 0)
 		return;
 	for (sp = c->specs; sp != NULL; sp = sp->next) {
 		if (sp->info.kind != kind)
@@ -929,14 +1014,11 @@ capt_session_event(struct session *s, enum capt_kind kind, const char *arg, size
 	}
 }
 
-void
-capt_session_end(struct session *s)
+static void
+capt_session_end_locked(struct capt *c, struct session *s)
 {
 	struct capt_rec *r = s->capt;
-	struct capt *c = s->px->capt;
 
-	if (r == NULL)
-		return;
 	r->s = NULL;
 	s->capt = NULL;
 	if (r->spec_id == 0) {
@@ -944,7 +1026,76 @@ capt_session_end(struct session *s)
 		capt_update_filter(c);
 		return;
 	}
-	r->close_ms = ev_now(c->px->loop) + CAPT_GRACE_MS;
-	if (!ev_timer_armed(&c->tick))
-		ev_timer_set(c->px->loop, &c->tick, CAPT_TICK_MS, capt_tick, c);
+	r->close_ms = capt_now() + CAPT_GRACE_MS;	/* the tick closes it */
+}
+
+/*
+ * The hooks, on the session's worker. s->capt is the session's own (only
+ * its thread sets it, under the lock), so a session that is not recorded
+ * never takes the lock.
+ */
+void
+capt_session_start(struct session *s)
+{
+	struct capt *c = s->px->capt;
+
+	if (c == NULL || !__atomic_load_n(&c->armed, __ATOMIC_RELAXED))
+		return;
+	pthread_mutex_lock(&c->mu);
+	capt_session_start_locked(c, s);
+	pthread_mutex_unlock(&c->mu);
+}
+
+int
+capt_session_connect(struct session *s, const struct sockaddr *src)
+{
+	struct capt *c = s->px->capt;
+	const struct sockaddr *dst = (const struct sockaddr *)&s->saddr;
+	struct sockaddr_storage local;
+	int fd;
+
+	/*
+	 * Under the lock from before the SYN until both legs are linked: the
+	 * main thread reads the pcap handle, and a frame of this leg read in
+	 * between would belong to no session.
+	 */
+	pthread_mutex_lock(&c->mu);
+	if (s->capt != NULL && !c->wide) {
+		/* client captures only: the port enters the filter before the SYN leaves */
+		if ((fd = sock_upstream_bound(dst, src, &local)) != -1) {
+			capt_session_upstream_locked(c, s, &local);
+			if (sock_upstream_connect(fd, dst) == -1)
+				fd = -1;	/* closed by it */
+		}
+	} else
+		fd = sock_connect(dst, src);
+	/* bound to the wildcard: the address is known once connect() chose a route */
+	if (fd != -1 && s->capt != NULL && sock_local_addr(fd, &local) == 0)
+		capt_session_upstream_locked(c, s, &local);
+	pthread_mutex_unlock(&c->mu);
+	return fd;
+}
+
+void
+capt_session_event(struct session *s, enum capt_kind kind, const char *arg, size_t len)
+{
+	struct capt *c = s->px->capt;
+
+	if (s->capt == NULL)
+		return;
+	pthread_mutex_lock(&c->mu);
+	capt_session_event_locked(c, s, kind, arg, len);
+	pthread_mutex_unlock(&c->mu);
+}
+
+void
+capt_session_end(struct session *s)
+{
+	struct capt *c = s->px->capt;
+
+	if (s->capt == NULL)
+		return;
+	pthread_mutex_lock(&c->mu);
+	capt_session_end_locked(c, s);
+	pthread_mutex_unlock(&c->mu);
 }

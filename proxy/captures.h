@@ -63,6 +63,7 @@ struct capt_file {
 
 int	capt_init(struct proxy *px);		/* 0 / -1 ENOMEM; opens nothing */
 void	capt_free(struct proxy *px);		/* closes every file */
+void	capt_reconf(struct proxy *px);		/* a reload: take px->conf (main thread) */
 
 /*
  * Arm a capture. arg: the CIDR (client), the glob (sender, rcpt), NULL
@@ -86,15 +87,11 @@ void	capt_pcap_stats(const struct proxy *px, uint64_t *received, uint64_t *dropp
 /* A session begins (client address known, before the upstream connect). */
 void	capt_session_start(struct session *s);
 /*
- * 1 if the upstream socket must be bound before connect() so that its port
- * can enter the filter before its SYN leaves (capt_session_upstream()).
+ * The upstream connection of a session being recorded (s->capt set):
+ * sock_connect()'s result, with the server leg in the filter and the
+ * demultiplexer before its first frame can be read.
  */
-int	capt_session_wants_port(const struct session *s);
-/*
- * The upstream socket's own address: before connect() when wants_port said
- * so (its port; the address may still be the wildcard), and after connect().
- */
-void	capt_session_upstream(struct session *s, const struct sockaddr_storage *local);
+int	capt_session_connect(struct session *s, const struct sockaddr *src);
 /* A MAIL FROM / RCPT TO address (kind SENDER / RCPT), or a refusal (REFUSED, arg NULL). */
 void	capt_session_event(struct session *s, enum capt_kind kind, const char *arg, size_t len);
 /* The session is over: its file is closed CAPT_GRACE_MS later (teardown frames). */

@@ -46,14 +46,15 @@ pxconf_load(const char *path, const char *hostname, smtp_rules_fn *rules,
 struct pxconf *
 pxconf_ref(struct pxconf *c)
 {
-	c->refs++;
+	__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
 	return c;
 }
 
 void
 pxconf_unref(struct pxconf *c)
 {
-	if (c == NULL || --c->refs > 0)
+	/* Sessions of every worker let go of it: the last one, on any thread, frees it. */
+	if (c == NULL || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	config_free(&c->cf);
 	free(c);

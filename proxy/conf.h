@@ -17,7 +17,7 @@
 #include "../rules/rules.h"
 
 struct pxconf {
-	unsigned		refs;
+	unsigned		refs;		/* atomic */
 	struct config		cf;
 	struct rules_policy	policy;
 	struct smtp_fsm_conf	fsmconf;

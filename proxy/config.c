@@ -798,9 +798,9 @@ config_set_workers(struct config_parser *p, const char *v, size_t len)
 	}
 	r = config_digits(v, len, &x, &used);
 	if (r == CONFIG_NUM_SYNTAX || used != len)
-		return config_bad(p, v, len, "auto or a number of threads from 1 to 1024");
-	if (r == CONFIG_NUM_RANGE || x < 1 || x > 1024)
-		return config_out_of_range(p, v, len, "auto or 1..1024");
+		return config_bad(p, v, len, "auto or a number of threads from 1 to " CONFIG_WORKERS_MAX_STR);
+	if (r == CONFIG_NUM_RANGE || x < 1 || x > CONFIG_WORKERS_MAX)
+		return config_out_of_range(p, v, len, "auto or 1.." CONFIG_WORKERS_MAX_STR);
 	p->p_cf->workers = (unsigned)x;
 	return 0;
 }

@@ -20,6 +20,8 @@
 #include "../rules/rules.h"
 
 #define CONFIG_DEFAULT_PATH	"/etc/smtpwall/smtpwall.conf"
+#define CONFIG_WORKERS_MAX	64	/* event-loop threads */
+#define CONFIG_WORKERS_MAX_STR	"64"
 #define CONFIG_MAX_LISTEN	16
 #define CONFIG_MAX_COMMANDS	32
 #define CONFIG_VERB_MAX		16

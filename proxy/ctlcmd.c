@@ -25,6 +25,7 @@
 #include "session.h"
 #include "sock.h"
 #include "smtp/parse.h"
+#include "worker.h"
 
 #define CTL_OUT_MAX	(32 * 1024 * 1024)
 #define CTL_RULE_TEXT	2048		/* one rule line, comment escaped */
@@ -296,7 +297,7 @@ ctl_change_done(void *arg, int ok, const char *err)
 	struct buf *out = ctl_conn_out(pc->conn);
 
 	if (ok) {
-		pc->px->stats.rule_changes++;	/* counted once on disk and live */
+		PX_STAT_ADD(pc->px, rule_changes, 1);	/* counted once on disk and live */
 		log_info("control: rule %s: %s", pc->verb, pc->text);
 		ctl_line(out, "ok %s: %s", pc->verb, pc->text);
 	} else {
@@ -634,39 +635,50 @@ ctl_check(struct ctl_ctx *x, int argc, char **argv)
 
 /* ---- sessions, stats ---------------------------------------------------------------- */
 
-static void
-ctl_sessions(struct ctl_ctx *x, int argc, char **argv)
-{
-	struct proxy *px = x->px;
-	struct buf *out = x->out;
+/* One worker's sessions, formatted on its own thread (worker_call). */
+struct ctl_sessions_arg {
+	struct buf	*out;
+	unsigned	 n;
+};
 
+static void
+ctl_sessions_of(struct worker *w, void *arg)
+{
+	struct ctl_sessions_arg *a = arg;
 	const struct session *s;
 	char c[SOCK_ADDR_LEN], sv[SOCK_ADDR_LEN], from[SESS_FROM_LEN], st[16];
-	uint64_t now = ev_now(px->loop);
-	unsigned n = 0;
+	uint64_t now = ev_now(w->loop);
 	size_t i;
 
-	(void)argv;
-	if (argc != 1) {
-		ctl_line(out, "error: usage: %s", x->usage);
-		return;
-	}
-	for (s = px->sessions; s != NULL; s = s->next, n++) {
+	for (s = w->sessions; s != NULL; s = s->next, a->n++) {
 		const char *name = smtp_state_str(s->fsm.state) + 3;	/* "SS_DATA" -> "data" */
 
 		for (i = 0; name[i] != '\0' && i + 1 < sizeof(st); i++)
 			st[i] = (char)tolower((unsigned char)name[i]);
 		st[i] = '\0';
 		sess_from_str(s, from);
-		ctl_line(out, "session=%016llx client=%s server=%s age=%llus state=%s from=%s "
-		    "rcpt_ok=%u rcpt_refused=%u messages=%u",
+		ctl_line(a->out, "session=%016llx client=%s server=%s age=%llus state=%s from=%s "
+		    "rcpt_ok=%u rcpt_refused=%u messages=%u worker=%u",
 		    (unsigned long long)s->id,
 		    sock_addr_str((const struct sockaddr *)&s->caddr, c),
 		    sock_addr_str((const struct sockaddr *)&s->saddr, sv),
 		    (unsigned long long)((now - s->start_ms) / 1000), st, from,
-		    s->fsm.rcpt_ok, s->fsm.rcpt_refused, s->fsm.messages);
+		    s->fsm.rcpt_ok, s->fsm.rcpt_refused, s->fsm.messages, w->id);
 	}
-	ctl_line(out, "ok %u sessions", n);
+}
+
+static void
+ctl_sessions(struct ctl_ctx *x, int argc, char **argv)
+{
+	struct ctl_sessions_arg a = { .out = x->out };
+
+	(void)argv;
+	if (argc != 1) {
+		ctl_line(x->out, "error: usage: %s", x->usage);
+		return;
+	}
+	workers_each(x->px, ctl_sessions_of, &a);
+	ctl_line(x->out, "ok %u sessions", a.n);
 }
 
 static void
@@ -675,7 +687,6 @@ ctl_stats(struct ctl_ctx *x, int argc, char **argv)
 	struct proxy *px = x->px;
 	struct buf *out = x->out;
 
-	const struct proxy_stats *st = &px->stats;
 	const struct config *cf = &px->conf->cf;
 	struct admit_stats as;
 	unsigned long long hits = 0;
@@ -689,24 +700,31 @@ ctl_stats(struct ctl_ctx *x, int argc, char **argv)
 	}
 	for (i = 0; i < n; i++)
 		hits += __atomic_load_n(&rules_get(px->rules, i)->hits, __ATOMIC_RELAXED);
-	ctl_line(out, "uptime=%lld", (long long)(time(NULL) - st->started));
-	ctl_line(out, "sessions_total=%llu", (unsigned long long)st->sessions);
-	ctl_line(out, "sessions_active=%u", px->nsessions);
-	ctl_line(out, "sessions_refused=%llu", (unsigned long long)st->sessions_refused);
-	ctl_line(out, "sessions_refused_client_rule=%llu", (unsigned long long)st->refused_client);
-	ctl_line(out, "messages=%llu", (unsigned long long)st->messages);
-	ctl_line(out, "bytes=%llu", (unsigned long long)st->bytes);
-	ctl_line(out, "refused_rcpt=%llu", (unsigned long long)st->refused_rcpt);
-	ctl_line(out, "refused_rcpt_relay=%llu", (unsigned long long)st->refused_rcpt_relay);
-	ctl_line(out, "refused_rcpt_routing=%llu", (unsigned long long)st->refused_rcpt_routing);
-	ctl_line(out, "refused_rcpt_limit=%llu", (unsigned long long)st->refused_rcpt_limit);
-	ctl_line(out, "refused_sender=%llu", (unsigned long long)st->refused_sender);
-	ctl_line(out, "refused_size=%llu", (unsigned long long)st->refused_size);
-	ctl_line(out, "aborted_data=%llu", (unsigned long long)st->aborted_data);
+	ctl_line(out, "uptime=%lld", (long long)(time(NULL) - px->stats.started));
+	ctl_line(out, "sessions_total=%llu", (unsigned long long)PX_STAT(px, sessions));
+	ctl_line(out, "sessions_active=%u", px_nsessions(px));
+	ctl_line(out, "sessions_refused=%llu", (unsigned long long)PX_STAT(px, sessions_refused));
+	ctl_line(out, "sessions_refused_client_rule=%llu",
+	    (unsigned long long)PX_STAT(px, refused_client));
+	ctl_line(out, "messages=%llu", (unsigned long long)PX_STAT(px, messages));
+	ctl_line(out, "bytes=%llu", (unsigned long long)PX_STAT(px, bytes));
+	ctl_line(out, "refused_rcpt=%llu", (unsigned long long)PX_STAT(px, refused_rcpt));
+	ctl_line(out, "refused_rcpt_relay=%llu", (unsigned long long)PX_STAT(px, refused_rcpt_relay));
+	ctl_line(out, "refused_rcpt_routing=%llu",
+	    (unsigned long long)PX_STAT(px, refused_rcpt_routing));
+	ctl_line(out, "refused_rcpt_limit=%llu", (unsigned long long)PX_STAT(px, refused_rcpt_limit));
+	ctl_line(out, "refused_sender=%llu", (unsigned long long)PX_STAT(px, refused_sender));
+	ctl_line(out, "refused_size=%llu", (unsigned long long)PX_STAT(px, refused_size));
+	ctl_line(out, "aborted_data=%llu", (unsigned long long)PX_STAT(px, aborted_data));
 	ctl_line(out, "rules=%zu", n);
 	ctl_line(out, "rule_hits=%llu", hits);
-	ctl_line(out, "rule_changes=%llu", (unsigned long long)st->rule_changes);
-	ctl_line(out, "reloads=%llu", (unsigned long long)st->reloads);
+	ctl_line(out, "rule_changes=%llu", (unsigned long long)PX_STAT(px, rule_changes));
+	ctl_line(out, "reloads=%llu", (unsigned long long)PX_STAT(px, reloads));
+	ctl_line(out, "workers=%u", px->nworkers);
+	for (i = 0; i < px->nworkers; i++)
+		ctl_line(out, "worker=%zu sessions_active=%u sessions_total=%llu", i,
+		    worker_nsessions(&px->workers[i]),
+		    (unsigned long long)worker_sessions_total(&px->workers[i]));
 	if (cf->nfqueue_on) {
 		admit_get_stats(px, &as);
 		if (cf->nfqueue_first == cf->nfqueue_last)

@@ -126,6 +126,12 @@ ev_loop_free(struct ev_loop *loop)
 	free(loop);
 }
 
+int
+ev_loop_maxfds(const struct ev_loop *loop)
+{
+	return loop->maxfds;
+}
+
 void
 ev_stop(struct ev_loop *loop)
 {

@@ -36,6 +36,7 @@ struct ev_timer {
 /* maxfds: the highest fd number + 1 the table grows to (RLIMIT_NOFILE). NULL on error. */
 struct ev_loop *ev_loop_new(int maxfds);
 void	ev_loop_free(struct ev_loop *);
+int	ev_loop_maxfds(const struct ev_loop *);	/* what it was made with */
 
 /* Register fd with mask EV_READ|EV_WRITE (may be 0). 0, or -1 with errno. */
 int	ev_add(struct ev_loop *, int fd, unsigned mask, ev_fd_cb *cb, void *arg);

@@ -8,6 +8,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "admit.h"
+#include "captures.h"
 #include "live.h"
 #include "log.h"
 #include "persist.h"
@@ -19,7 +20,7 @@ live_rules_current(void *arg)
 {
 	struct proxy *px = arg;
 
-	return rules_ref(px->rules);
+	return px_rules(px);	/* any worker thread */
 }
 
 static void
@@ -148,15 +149,13 @@ live_reload_files(struct proxy *px, FILE *out)
 	if (nc == NULL)
 		return nerr ? nerr : 1;
 
-	pxconf_unref(px->conf);
-	px->conf = nc;
-	rules_unref(px->rules);
-	px->rules = rs;
+	px_swap(px, nc, rs);
+	capt_reconf(px);
 	admit_update(px);
 	if (!px->debug)
 		log_set_level((enum log_level)nc->cf.log_level);
 	live_expiry_arm(px);
-	px->stats.reloads++;
+	PX_STAT_ADD(px, reloads, 1);
 	log_info("reload config=%s rules=%zu file=%s", px->conf_path, rules_count(rs),
 	    nc->cf.rules_file);
 	return 0;

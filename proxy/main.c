@@ -36,6 +36,7 @@
 #include "rulesfile.h"
 #include "session.h"
 #include "sock.h"
+#include "worker.h"
 
 static void
 px_usage(void)
@@ -55,14 +56,14 @@ px_stop_check(struct ev_loop *loop, struct ev_timer *t, void *arg)
 	struct proxy *px = arg;
 
 	(void)t;
-	if (px->nsessions == 0) {
+	if (px_nsessions(px) == 0) {
 		ev_stop(loop);
 		return;
 	}
 	if (ev_now(loop) >= px->shutdown_deadline) {
 		log_info("shutdown: %u sessions still open after %us; closing them with 421",
-		    px->nsessions, px->conf->cf.shutdown_timeout);
-		sess_shutdown_all(px);
+		    px_nsessions(px), px->conf->cf.shutdown_timeout);
+		workers_each(px, sess_shutdown_all, NULL);
 		ev_stop(loop);
 		return;
 	}
@@ -72,20 +73,13 @@ px_stop_check(struct ev_loop *loop, struct ev_timer *t, void *arg)
 static void
 px_begin_shutdown(struct proxy *px)
 {
-	unsigned i;
-
 	if (px->stopping)
 		return;
 	px->stopping = 1;
 	(void)sd_notify(0, "STOPPING=1");
-	log_info("shutdown: no new sessions; %u open, waiting up to %us", px->nsessions,
+	log_info("shutdown: no new sessions; %u open, waiting up to %us", px_nsessions(px),
 	    px->conf->cf.shutdown_timeout);
-	for (i = 0; i < px->nlisten; i++) {
-		ev_del(px->loop, px->listen_fd[i]);
-		close(px->listen_fd[i]);
-	}
-	px->nlisten = 0;
-	ev_timer_cancel(px->loop, &px->accept_timer);
+	workers_stop_accepting(px);
 	px->shutdown_deadline = ev_now(px->loop) + px->conf->cf.shutdown_timeout * 1000ull;
 	ev_timer_set(px->loop, &px->shutdown_timer, 0, px_stop_check, px);
 }
@@ -111,14 +105,6 @@ px_signal_cb(struct ev_loop *loop, int fd, unsigned events, void *arg)
 			break;
 		}
 	}
-}
-
-static void
-px_accept_cb(struct ev_loop *loop, int fd, unsigned events, void *arg)
-{
-	(void)loop;
-	(void)events;
-	sess_accept(arg, fd);
 }
 
 static int
@@ -152,26 +138,6 @@ px_raise_nofile(void)
 	return rl.rlim_cur > 1u << 20 ? 1 << 20 : (int)rl.rlim_cur;
 }
 
-static void
-px_listen(struct proxy *px)
-{
-	char err[SOCK_ERR_LEN], addr[SOCK_ADDR_LEN];
-	unsigned i;
-	int fd;
-
-	for (i = 0; i < px->conf->cf.nlisten; i++) {
-		const struct sockaddr *sa = (const struct sockaddr *)&px->conf->cf.listen[i];
-
-		if ((fd = sock_listen(sa, px->conf->cf.listen_len[i],
-		    px->conf->cf.mode == CONFIG_MODE_TPROXY, err)) == -1)
-			fatalx("%s", err);
-		if (ev_add(px->loop, fd, EV_READ, px_accept_cb, px) == -1)
-			fatal("ev_add");
-		px->listen_fd[px->nlisten++] = fd;
-		log_info("listening on %s", sock_addr_str(sa, addr));
-	}
-}
-
 int
 main(int argc, char *argv[])
 {
@@ -203,6 +169,7 @@ main(int argc, char *argv[])
 	if (gethostname(px.hostname, sizeof(px.hostname) - 1) == -1 || !px.hostname[0])
 		strcpy(px.hostname, "smtpwall");
 	px.conf_path = path;
+	pthread_mutex_init(&px.mu, NULL);
 	px.conf = pxconf_load(path, px.hostname, live_rules_current, &px, stderr, &nerr);
 	if (px.conf != NULL)
 		px.rules = rulesfile_load(px.conf->cf.rules_file, stderr, &rerr);
@@ -231,7 +198,8 @@ main(int argc, char *argv[])
 	if (capt_init(&px) == -1)
 		fatal("capt_init");
 	buf_pool_enable();
-	px_listen(&px);
+	if (workers_open(&px, workers_count(px.conf->cf.workers), err, sizeof(err)) == -1)
+		fatalx("%s", err);
 	if (persist_start(&px) == -1)
 		fatal("rules writer thread");
 	if (ctl_open(&px, err) == -1)
@@ -239,8 +207,8 @@ main(int argc, char *argv[])
 	if (admit_start(&px, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	live_expiry_arm(&px);
-	if (px.conf->cf.workers > 1)
-		log_info("workers = %u: this version runs one event loop", px.conf->cf.workers);
+	if (workers_start(&px, err, sizeof(err)) == -1)
+		fatalx("%s", err);
 	log_info("ready rules=%zu local_domains=%zu trusted_networks=%zu control=%s",
 	    rules_count(px.rules), rules_domainset_count(px.conf->cf.local_domains),
 	    rules_cidrset_count(px.conf->cf.trusted_networks), px.conf->cf.control_socket);
@@ -248,6 +216,7 @@ main(int argc, char *argv[])
 
 	if (ev_run(px.loop) == -1)
 		log_warn("event loop");
+	workers_free(&px);	/* their sessions are closed: px_stop_check */
 	log_info("stopped");
 	admit_stop(&px);	/* unbound: the kernel applies nfqueue_fail from here */
 	capt_free(&px);		/* capture files are closed complete */
@@ -257,6 +226,7 @@ main(int argc, char *argv[])
 	climap_free(px.clients);
 	ev_loop_free(px.loop);
 	pxconf_unref(px.conf);
+	pthread_mutex_destroy(&px.mu);
 	buf_pool_drain();
 	return 0;
 }

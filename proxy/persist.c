@@ -147,8 +147,7 @@ persist_done(struct ev_loop *loop, int fd, unsigned events, void *arg)
 	if (ok) {
 		if (err[0] != '\0')
 			log_warnx("rules: %s", err);
-		rules_unref(px->rules);
-		px->rules = rules_ref(p->inflight.rs);
+		px_swap(px, NULL, rules_ref(p->inflight.rs));
 		admit_update(px);
 		live_expiry_arm(px);
 		persist_answer(&p->inflight, 1, NULL);

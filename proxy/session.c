@@ -23,6 +23,7 @@
 #include "proxy.h"
 #include "session.h"
 #include "sock.h"
+#include "worker.h"
 
 #define SESS_IN_MAX	(64 * 1024)	/* per-side input buffer */
 #define SESS_READ_CHUNK	(16 * 1024)
@@ -61,18 +62,18 @@ sess_log_event(void *arg, const struct smtp_event *ev)
 			snprintf(rule, sizeof(rule), " rule=\"%s\"", text);
 		}
 		if (strcmp(ev->what, "rcpt") == 0) {
-			px->stats.refused_rcpt++;
+			PX_STAT_ADD(px, refused_rcpt, 1);
 			if (strcmp(ev->reason, "relay") == 0)
-				px->stats.refused_rcpt_relay++;
+				PX_STAT_ADD(px, refused_rcpt_relay, 1);
 			else if (strcmp(ev->reason, "routing") == 0)
-				px->stats.refused_rcpt_routing++;
+				PX_STAT_ADD(px, refused_rcpt_routing, 1);
 			else
-				px->stats.refused_rcpt_limit++;
+				PX_STAT_ADD(px, refused_rcpt_limit, 1);
 		} else if (strcmp(ev->what, "from") == 0) {
 			if (strcmp(ev->reason, "size") == 0)
-				px->stats.refused_size++;
+				PX_STAT_ADD(px, refused_size, 1);
 			else
-				px->stats.refused_sender++;
+				PX_STAT_ADD(px, refused_sender, 1);
 		}
 		log_info("session=%016llx refuse %s=<%s> reason=%s code=%d%s",
 		    (unsigned long long)s->id, ev->what, a, ev->reason, ev->code, rule);
@@ -83,7 +84,7 @@ sess_log_event(void *arg, const struct smtp_event *ev)
 		    (unsigned long long)s->id, ev->what, a, ev->reason, ev->code);
 		break;
 	case SMTP_EV_ABORT:
-		px->stats.aborted_data++;
+		PX_STAT_ADD(px, aborted_data, 1);
 		capt_session_event(s, CAPT_REFUSED, NULL, 0);
 		log_info("session=%016llx abort data from=<%s> reason=%s code=%d bytes=%llu",
 		    (unsigned long long)s->id, a, ev->reason, ev->code,
@@ -95,8 +96,8 @@ sess_log_event(void *arg, const struct smtp_event *ev)
 		break;
 	case SMTP_EV_MESSAGE:
 		if (ev->code >= 200 && ev->code < 300) {
-			px->stats.messages++;
-			px->stats.bytes += s->fsm.msg_bytes;
+			PX_STAT_ADD(px, messages, 1);
+			PX_STAT_ADD(px, bytes, s->fsm.msg_bytes);
 		}
 		log_info("session=%016llx message from=<%s> code=%d bytes=%llu",
 		    (unsigned long long)s->id, a, ev->code,
@@ -140,7 +141,7 @@ sess_log_summary(struct session *s)
 {
 	char c[SOCK_ADDR_LEN], sv[SOCK_ADDR_LEN];
 	char helo[SMTP_HELO_MAX * 4], from[SESS_FROM_LEN];
-	uint64_t ms = ev_now(s->px->loop) - s->start_ms;
+	uint64_t ms = ev_now(s->w->loop) - s->start_ms;
 
 	if (!log_enabled(LOG_LVL_INFO))
 		return;
@@ -176,11 +177,11 @@ sess_free(void *arg)
 }
 
 static void
-conn_close(struct proxy *px, struct conn *c, int abort)
+conn_close(struct ev_loop *loop, struct conn *c, int abort)
 {
 	if (c->fd == -1)
 		return;
-	ev_del(px->loop, c->fd);
+	ev_del(loop, c->fd);
 	if (abort)
 		sock_abort(c->fd);
 	else
@@ -197,9 +198,9 @@ conn_close(struct proxy *px, struct conn *c, int abort)
 static void
 sess_server_close(struct session *s, int abort)
 {
-	ev_timer_cancel(s->px->loop, &s->t_server);
-	ev_timer_cancel(s->px->loop, &s->t_connect);
-	conn_close(s->px, &s->server, abort || s->fsm.state == SS_DATA ||
+	ev_timer_cancel(s->w->loop, &s->t_server);
+	ev_timer_cancel(s->w->loop, &s->t_connect);
+	conn_close(s->w->loop, &s->server, abort || s->fsm.state == SS_DATA ||
 	    s->server.connecting);
 	s->server.connecting = 0;
 }
@@ -207,7 +208,7 @@ sess_server_close(struct session *s, int abort)
 void
 sess_close(struct session *s, const char *result)
 {
-	struct proxy *px = s->px;
+	struct worker *w = s->w;
 
 	if (s->dead)
 		return;
@@ -217,19 +218,19 @@ sess_close(struct session *s, const char *result)
 	sess_log_summary(s);
 	capt_session_end(s);
 	sess_server_close(s, s->fsm.state == SS_DATA);
-	conn_close(px, &s->client, 0);
-	ev_timer_cancel(px->loop, &s->t_idle);
-	ev_timer_cancel(px->loop, &s->t_linger);
+	conn_close(w->loop, &s->client, 0);
+	ev_timer_cancel(w->loop, &s->t_idle);
+	ev_timer_cancel(w->loop, &s->t_linger);
 
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
-		px->sessions = s->next;
+		w->sessions = s->next;
 	if (s->next != NULL)
 		s->next->prev = s->prev;
-	px->nsessions--;
-	climap_dec(px->clients, (struct sockaddr *)&s->caddr);
-	if (ev_defer(px->loop, sess_free, s) == -1)
+	__atomic_store_n(&w->nsessions, w->nsessions - 1, __ATOMIC_RELAXED);
+	px_slot_release(s->px, (struct sockaddr *)&s->caddr);
+	if (ev_defer(w->loop, sess_free, s) == -1)
 		log_warn("session=%016llx: cannot defer free; leaking it",
 		    (unsigned long long)s->id);
 }
@@ -453,22 +454,21 @@ sess_mask_server(const struct session *s)
 static void
 sess_timers(struct session *s)
 {
-	struct proxy *px = s->px;
 	struct smtp_fsm *f = &s->fsm;
 
 	if (smtp_fsm_awaiting_server(f)) {
-		ev_timer_cancel(px->loop, &s->t_idle);
+		ev_timer_cancel(s->w->loop, &s->t_idle);
 		if (s->server.fd != -1 && !s->server.connecting &&
 		    !ev_timer_armed(&s->t_server))
-			ev_timer_set(px->loop, &s->t_server, s->conf->cf.timeout_server * 1000ull,
+			ev_timer_set(s->w->loop, &s->t_server, s->conf->cf.timeout_server * 1000ull,
 			    sess_server_timeout, s);
 		return;
 	}
-	ev_timer_cancel(px->loop, &s->t_server);
+	ev_timer_cancel(s->w->loop, &s->t_server);
 	if (!ev_timer_armed(&s->t_idle) || f->commands != s->last_commands ||
 	    f->state == SS_DATA || f->state == SS_RAW) {
 		s->last_commands = f->commands;
-		ev_timer_set(px->loop, &s->t_idle, s->conf->cf.timeout_idle * 1000ull,
+		ev_timer_set(s->w->loop, &s->t_idle, s->conf->cf.timeout_idle * 1000ull,
 		    sess_idle_timeout, s);
 	}
 }
@@ -476,7 +476,6 @@ sess_timers(struct session *s)
 static void
 sess_pump(struct session *s)
 {
-	struct proxy *px = s->px;
 
 	if (s->dead)
 		return;
@@ -520,15 +519,15 @@ sess_pump(struct session *s)
 		if (!s->draining) {
 			s->draining = 1;
 			sess_server_close(s, 0);
-			ev_timer_set(px->loop, &s->t_linger, SESS_LINGER_MS,
+			ev_timer_set(s->w->loop, &s->t_linger, SESS_LINGER_MS,
 			    sess_linger_timeout, s);
 		}
 	}
 
 	if (s->client.fd != -1)
-		ev_mod(px->loop, s->client.fd, sess_mask_client(s));
+		ev_mod(s->w->loop, s->client.fd, sess_mask_client(s));
 	if (s->server.fd != -1)
-		ev_mod(px->loop, s->server.fd, sess_mask_server(s));
+		ev_mod(s->w->loop, s->server.fd, sess_mask_server(s));
 	if (!s->draining)
 		sess_timers(s);
 }
@@ -540,7 +539,7 @@ sess_server_connected(struct session *s)
 	char a[SOCK_ADDR_LEN];
 
 	s->server.connecting = 0;
-	ev_timer_cancel(s->px->loop, &s->t_connect);
+	ev_timer_cancel(s->w->loop, &s->t_connect);
 	if (e != 0) {
 		log_info("session=%016llx connect %s: %s", (unsigned long long)s->id,
 		    sock_addr_str((struct sockaddr *)&s->saddr, a), strerror(e));
@@ -590,62 +589,66 @@ sess_refuse_early(int fd, const char *line)
 	close(fd);
 }
 
+/*
+ * May peer have a session? 0 with a session slot taken (px_slot_take), or
+ * -1 with the connection answered and closed.
+ */
 static int
-sess_admit(struct proxy *px, int fd, const struct sockaddr_storage *peer)
+sess_admit(struct worker *w, const struct pxconf *conf, int fd,
+    const struct sockaddr_storage *peer)
 {
+	struct proxy *px = w->px;
 	char ip[SOCK_IP_LEN], line[512], rule[400];
 	struct rules_verdict v;
+	struct ruleset *rs;
+	const char *limit;
 
 	sock_ip_str((const struct sockaddr *)peer, ip);
-	if (px->stopping) {
+	if (w->stopping) {
 		snprintf(line, sizeof(line), "421 4.3.2 %s Error: shutting down\r\n", px->hostname);
 		sess_refuse_early(fd, line);
 		return -1;
 	}
-	if (px->nsessions >= px->conf->cf.max_sessions) {
-		px->stats.sessions_refused++;
-		log_info("refuse client=%s reason=max_sessions limit=%u", ip,
-		    px->conf->cf.max_sessions);
-		snprintf(line, sizeof(line), "421 4.7.0 %s Error: too many connections\r\n",
-		    px->hostname);
+	if (px_slot_take(px, conf, (const struct sockaddr *)peer, &limit) == -1) {
+		int per_client = strcmp(limit, "max_sessions") != 0;
+
+		PX_STAT_ADD(px, sessions_refused, 1);
+		log_info("refuse client=%s reason=%s limit=%u", ip, limit,
+		    per_client ? conf->cf.max_sessions_per_client : conf->cf.max_sessions);
+		snprintf(line, sizeof(line), "421 4.7.0 %s Error: too many connections%s%s\r\n",
+		    px->hostname, per_client ? " from " : "", per_client ? ip : "");
 		sess_refuse_early(fd, line);
 		return -1;
 	}
-	if (climap_get(px->clients, (const struct sockaddr *)peer) >=
-	    px->conf->cf.max_sessions_per_client) {
-		px->stats.sessions_refused++;
-		log_info("refuse client=%s reason=max_sessions_per_client limit=%u", ip,
-		    px->conf->cf.max_sessions_per_client);
-		snprintf(line, sizeof(line),
-		    "421 4.7.0 %s Error: too many connections from %s\r\n", px->hostname, ip);
-		sess_refuse_early(fd, line);
-		return -1;
-	}
-	rules_eval_client(px->rules, (const struct sockaddr *)peer, time(NULL), &v);
+	rs = px_rules(px);
+	rules_eval_client(rs, (const struct sockaddr *)peer, time(NULL), &v);
 	if (!v.accept) {
-		px->stats.sessions_refused++;
-		px->stats.refused_client++;
+		PX_STAT_ADD(px, sessions_refused, 1);
+		PX_STAT_ADD(px, refused_client, 1);
 		rule[0] = '\0';
 		if (v.rule != NULL)
 			rules_rule_format_key(v.rule, rule, sizeof(rule));
+		rules_unref(rs);
+		px_slot_release(px, (const struct sockaddr *)peer);
 		log_info("refuse client=%s reason=client rule=\"%s\"", ip, rule);
 		snprintf(line, sizeof(line),
 		    "554 5.7.1 Service unavailable; client [%s] blocked by policy\r\n", ip);
 		sess_refuse_early(fd, line);
 		return -1;
 	}
+	rules_unref(rs);
 	return 0;
 }
 
-/* The configured address of the listener lfd (listeners are opened in config order). */
+/* The configured address of the listener lfd of w. */
 static const struct sockaddr *
-sess_listener_addr(const struct proxy *px, int lfd)
+sess_listener_addr(const struct worker *w, const struct pxconf *conf, int lfd)
 {
 	unsigned i;
 
-	for (i = 0; i < px->nlisten; i++)
-		if (px->listen_fd[i] == lfd)
-			return (const struct sockaddr *)&px->conf->cf.listen[i];
+	for (i = 0; i < w->nlisten; i++)
+		if (w->listen_fd[i] == lfd)
+			return (const struct sockaddr *)&conf->cf.listen[w->listen_idx[i]];
 	return NULL;
 }
 
@@ -654,22 +657,24 @@ sess_listener_addr(const struct proxy *px, int lfd)
  * to go (from conntrack under REDIRECT, the socket's own address under TPROXY).
  */
 static int
-sess_upstream(struct proxy *px, int fd, int lfd, struct sockaddr_storage *dst)
+sess_upstream(struct session *s, int fd, int lfd, struct sockaddr_storage *dst)
 {
+	const struct config *cf = &s->conf->cf;
 	struct sockaddr_storage orig;
 	const struct sockaddr *l;
 
-	if (px->conf->cf.mode == CONFIG_MODE_TPROXY) {
-		if ((l = sess_listener_addr(px, lfd)) == NULL) {
+	if (cf->mode == CONFIG_MODE_TPROXY) {
+		/* listen addresses are restart-only: every generation has the same */
+		if ((l = sess_listener_addr(s->w, s->conf, lfd)) == NULL) {
 			errno = ENOENT;
 			return -1;
 		}
 		if (sock_tproxy_dst(fd, l, &orig) == -1)
 			return -1;
-	} else if (!px->conf->cf.upstream_fixed && sock_original_dst(fd, &orig) == -1)
+	} else if (!cf->upstream_fixed && sock_original_dst(fd, &orig) == -1)
 		return -1;
-	if (px->conf->cf.upstream_fixed)
-		memcpy(dst, &px->conf->cf.upstream, sizeof(*dst));
+	if (cf->upstream_fixed)
+		memcpy(dst, &cf->upstream, sizeof(*dst));
 	else
 		*dst = orig;
 	return 0;
@@ -685,28 +690,20 @@ static int
 sess_connect_upstream(struct session *s)
 {
 	const struct sockaddr *src = NULL;
-	struct sockaddr_storage local;
-	int fd;
 
 	if (s->conf->cf.mode == CONFIG_MODE_TPROXY && s->caddr.ss_family == s->saddr.ss_family)
 		src = (const struct sockaddr *)&s->caddr;
-	if (!capt_session_wants_port(s))
-		fd = sock_connect((struct sockaddr *)&s->saddr, src);
-	else if ((fd = sock_upstream_bound((struct sockaddr *)&s->saddr, src, &local)) != -1) {
-		/* Captured: its port enters the capture filter before the SYN leaves. */
-		capt_session_upstream(s, &local);
-		if (sock_upstream_connect(fd, (struct sockaddr *)&s->saddr) == -1)
-			return -1;
-		/* bound to the wildcard: the address is known once connect() chose a route */
-	}
-	if (fd != -1 && s->capt != NULL && sock_local_addr(fd, &local) == 0)
-		capt_session_upstream(s, &local);
-	return fd;
+	if (s->capt != NULL)
+		return capt_session_connect(s, src);
+	return sock_connect((struct sockaddr *)&s->saddr, src);
 }
 
+/* A connection that has a session slot (sess_admit); takes over conf's reference. */
 static void
-sess_start(struct proxy *px, int fd, int lfd, const struct sockaddr_storage *peer)
+sess_start(struct worker *w, struct pxconf *conf, int fd, int lfd,
+    const struct sockaddr_storage *peer)
 {
+	struct proxy *px = w->px;
 	struct session *s;
 	char ip[SOCK_ADDR_LEN], line[512];
 	int starttls;
@@ -715,53 +712,56 @@ sess_start(struct proxy *px, int fd, int lfd, const struct sockaddr_storage *pee
 		snprintf(line, sizeof(line), "421 4.3.0 %s Error: out of memory\r\n",
 		    px->hostname);
 		sess_refuse_early(fd, line);
+		px_slot_release(px, (const struct sockaddr *)peer);
+		pxconf_unref(conf);
 		return;
 	}
 	s->px = px;
-	s->conf = pxconf_ref(px->conf);
-	s->id = px->id_base + px->id_next++;
+	s->w = w;
+	s->conf = conf;
+	s->id = px_next_id(px);
 	s->caddr = *peer;
 	s->client.fd = fd;
 	s->server.fd = -1;
-	s->start_ms = ev_now(px->loop);
+	s->start_ms = ev_now(w->loop);
 
-	if (sess_upstream(px, fd, lfd, &s->saddr) == -1) {
+	if (sess_upstream(s, fd, lfd, &s->saddr) == -1) {
 		log_info("session=%016llx client=%s refused: no original destination "
 		    "(a direct connection to the listener, not sent by the firewall's %s rule)",
 		    (unsigned long long)s->id, sock_addr_str((const struct sockaddr *)peer, ip),
-		    px->conf->cf.mode == CONFIG_MODE_TPROXY ? "TPROXY" : "REDIRECT");
+		    conf->cf.mode == CONFIG_MODE_TPROXY ? "TPROXY" : "REDIRECT");
 		snprintf(line, sizeof(line),
 		    "421 4.3.5 %s Error: no destination for this connection\r\n", px->hostname);
 		sess_refuse_early(fd, line);
+		px_slot_release(px, (const struct sockaddr *)peer);
 		pxconf_unref(s->conf);
 		free(s);
 		return;
 	}
 
-	starttls = s->conf->cf.starttls == CONFIG_STARTTLS_ALLOW &&
-	    rules_cidrset_match(s->conf->cf.trusted_networks, (const struct sockaddr *)peer);
-	smtp_fsm_init(&s->fsm, &s->conf->fsmconf, (const struct sockaddr *)peer, starttls,
+	starttls = conf->cf.starttls == CONFIG_STARTTLS_ALLOW &&
+	    rules_cidrset_match(conf->cf.trusted_networks, (const struct sockaddr *)peer);
+	smtp_fsm_init(&s->fsm, &conf->fsmconf, (const struct sockaddr *)peer, starttls,
 	    &s->client.out, &s->server.out, sess_log_event, s);
 
 	/* In the list before anything can fail, so sess_close() is the one exit. */
-	s->next = px->sessions;
-	if (px->sessions != NULL)
-		px->sessions->prev = s;
-	px->sessions = s;
-	px->nsessions++;
-	px->stats.sessions++;
-	if (climap_inc(px->clients, (const struct sockaddr *)peer) == -1)
-		log_warn("session=%016llx: per-client count", (unsigned long long)s->id);
+	s->next = w->sessions;
+	if (w->sessions != NULL)
+		w->sessions->prev = s;
+	w->sessions = s;
+	__atomic_store_n(&w->nsessions, w->nsessions + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&w->sessions_total, w->sessions_total + 1, __ATOMIC_RELAXED);
+	PX_STAT_ADD(px, sessions, 1);
 
-	if (ev_add(px->loop, fd, EV_READ, sess_fd_cb, s) == -1) {
+	if (ev_add(w->loop, fd, EV_READ, sess_fd_cb, s) == -1) {
 		log_warn("session=%016llx: ev_add", (unsigned long long)s->id);
 		sess_close(s, "error");
 		return;
 	}
 	capt_session_start(s);
-	log_debug("session=%016llx connect client=%s server=%s", (unsigned long long)s->id,
-	    sock_addr_str((struct sockaddr *)&s->caddr, ip),
-	    sock_addr_str((struct sockaddr *)&s->saddr, line));
+	log_debug("session=%016llx connect client=%s server=%s worker=%u",
+	    (unsigned long long)s->id, sock_addr_str((struct sockaddr *)&s->caddr, ip),
+	    sock_addr_str((struct sockaddr *)&s->saddr, line), w->id);
 
 	if ((s->server.fd = sess_connect_upstream(s)) == -1) {
 		log_info("session=%016llx connect %s: %s", (unsigned long long)s->id,
@@ -774,33 +774,34 @@ sess_start(struct proxy *px, int fd, int lfd, const struct sockaddr_storage *pee
 		return;
 	}
 	s->server.connecting = 1;
-	if (ev_add(px->loop, s->server.fd, EV_WRITE, sess_fd_cb, s) == -1) {
+	if (ev_add(w->loop, s->server.fd, EV_WRITE, sess_fd_cb, s) == -1) {
 		log_warn("session=%016llx: ev_add", (unsigned long long)s->id);
 		sess_close(s, "error");
 		return;
 	}
-	ev_timer_set(px->loop, &s->t_connect, s->conf->cf.timeout_connect * 1000ull,
+	ev_timer_set(w->loop, &s->t_connect, conf->cf.timeout_connect * 1000ull,
 	    sess_connect_timeout, s);
-	ev_timer_set(px->loop, &s->t_idle, s->conf->cf.timeout_idle * 1000ull,
+	ev_timer_set(w->loop, &s->t_idle, conf->cf.timeout_idle * 1000ull,
 	    sess_idle_timeout, s);
 }
 
 static void
 sess_accept_resume(struct ev_loop *loop, struct ev_timer *t, void *arg)
 {
-	struct proxy *px = arg;
+	struct worker *w = arg;
 	unsigned i;
 
 	(void)t;
-	px->accept_paused = 0;
-	for (i = 0; i < px->nlisten; i++)
-		ev_mod(loop, px->listen_fd[i], EV_READ);
+	w->accept_paused = 0;
+	for (i = 0; i < w->nlisten; i++)
+		ev_mod(loop, w->listen_fd[i], EV_READ);
 }
 
 void
-sess_accept(struct proxy *px, int lfd)
+sess_accept(struct worker *w, int lfd)
 {
 	struct sockaddr_storage peer;
+	struct pxconf *conf;
 	unsigned i, n;
 	int fd;
 
@@ -810,29 +811,34 @@ sess_accept(struct proxy *px, int lfd)
 			    errno == ENOMEM) {
 				/* Out of descriptors: stop accepting for a moment, keep serving. */
 				log_warn("accept");
-				px->accept_paused = 1;
-				for (i = 0; i < px->nlisten; i++)
-					ev_mod(px->loop, px->listen_fd[i], 0);
-				ev_timer_set(px->loop, &px->accept_timer, 100,
-				    sess_accept_resume, px);
+				w->accept_paused = 1;
+				for (i = 0; i < w->nlisten; i++)
+					ev_mod(w->loop, w->listen_fd[i], 0);
+				ev_timer_set(w->loop, &w->accept_timer, 100,
+				    sess_accept_resume, w);
 			}
 			return;
 		}
-		if (sess_admit(px, fd, &peer) == 0)
-			sess_start(px, fd, lfd, &peer);
+		/* The generation the session will pin, also for its admission. */
+		conf = px_conf(w->px);
+		if (sess_admit(w, conf, fd, &peer) == 0)
+			sess_start(w, conf, fd, lfd, &peer);
+		else
+			pxconf_unref(conf);
 	}
 }
 
 void
-sess_shutdown_all(struct proxy *px)
+sess_shutdown_all(struct worker *w, void *unused)
 {
 	struct session *s, *next;
 	char line[256];
 	int n;
 
+	(void)unused;
 	n = snprintf(line, sizeof(line), "421 4.3.2 %s Error: shutting down\r\n",
-	    px->hostname);
-	for (s = px->sessions; s != NULL; s = next) {
+	    w->px->hostname);
+	for (s = w->sessions; s != NULL; s = next) {
 		next = s->next;
 		if (s->client.fd != -1)
 			(void)send(s->client.fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);

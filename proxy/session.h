@@ -20,6 +20,7 @@
 #include "smtp/fsm.h"
 
 struct proxy;
+struct worker;
 struct capt_rec;
 
 struct conn {
@@ -32,6 +33,7 @@ struct conn {
 
 struct session {
 	struct proxy		*px;
+	struct worker		*w;		/* the worker (thread, loop) it lives on */
 	struct pxconf		*conf;		/* the configuration it started with (pinned) */
 	struct session		*prev, *next;
 	uint64_t		 id;
@@ -56,13 +58,13 @@ struct session {
  */
 char	*sess_from_str(const struct session *s, char buf[SESS_FROM_LEN]);
 
-/* Accept every pending connection on a listener. */
-void	sess_accept(struct proxy *px, int lfd);
+/* Accept every pending connection on one of w's listeners. */
+void	sess_accept(struct worker *w, int lfd);
 
 /* End a session now: summary line, sockets closed, memory freed after this iteration. */
 void	sess_close(struct session *s, const char *result);
 
-/* SIGTERM's last step: 421 4.3.2 to every session still open, then close it. */
-void	sess_shutdown_all(struct proxy *px);
+/* SIGTERM's last step: 421 4.3.2 to every session of w still open, then close it. */
+void	sess_shutdown_all(struct worker *w, void *unused);
 
 #endif

@@ -80,6 +80,35 @@ bad:
 }
 
 int
+sock_listen_probe(const struct sockaddr *sa, socklen_t len, int transparent,
+    char err[SOCK_ERR_LEN])
+{
+	char addr[SOCK_ADDR_LEN];
+	int fd, one = 1, rc = -1;
+
+	if ((fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
+		snprintf(err, SOCK_ERR_LEN, "socket: %s", strerror(errno));
+		return -1;
+	}
+	/* SO_REUSEADDR: a connection of a previous run in TIME_WAIT is no conflict */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+	    (sa->sa_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1))
+		snprintf(err, SOCK_ERR_LEN, "setsockopt: %s", strerror(errno));
+	else if (transparent && sock_transparent(fd, sa->sa_family) == -1)
+		snprintf(err, SOCK_ERR_LEN, "listen %s: IP_TRANSPARENT (mode = tproxy needs "
+		    "CAP_NET_ADMIN): %s", sock_addr_str(sa, addr), strerror(errno));
+	else if (bind(fd, sa, len) == -1)
+		snprintf(err, SOCK_ERR_LEN, "bind %s: %s%s", sock_addr_str(sa, addr),
+		    strerror(errno), errno == EADDRINUSE ?
+		    " (another program, or another smtpwalld, listens there)" : "");
+	else
+		rc = 0;
+	close(fd);
+	return rc;
+}
+
+int
 sock_accept(int lfd, struct sockaddr_storage *peer)
 {
 	socklen_t len = sizeof(*peer);

@@ -24,8 +24,19 @@
 #define SOCK_ADDR_LEN	80	/* "[ffff:...:ffff]:65535" fits */
 #define SOCK_IP_LEN	64	/* INET6_ADDRSTRLEN and then some */
 
-/* A non-blocking listener bound to sa (IP_TRANSPARENT if transparent). fd, or -1 with err set. */
+/*
+ * A non-blocking listener bound to sa (IP_TRANSPARENT if transparent), with
+ * SO_REUSEPORT: each worker binds its own. fd, or -1 with err set.
+ */
 int	sock_listen(const struct sockaddr *sa, socklen_t len, int transparent,
+	    char err[SOCK_ERR_LEN]);
+/*
+ * Is sa free for us? SO_REUSEPORT would let a second daemon of the same user
+ * bind the port silently and take half of the connections; a socket without
+ * it cannot bind where anything listens. 0, or -1 with err ("Address already
+ * in use"). Binds nothing that stays.
+ */
+int	sock_listen_probe(const struct sockaddr *sa, socklen_t len, int transparent,
 	    char err[SOCK_ERR_LEN]);
 
 /* accept4(NONBLOCK|CLOEXEC); fd or -1 with errno (EAGAIN when none is waiting). */

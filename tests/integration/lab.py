@@ -62,6 +62,9 @@ BASE_CONFIG = {
     "local_domains": "example.net",
     "trusted_networks": "127.0.0.0/8, 203.0.113.50/32",
     "log_level": "debug",
+    # Every test runs with two event-loop threads whatever the machine has:
+    # sessions land on either (SO_REUSEPORT), as on a real gateway.
+    "workers": "2",
 }
 BASE_RULES = "block sender *@spam.example\n"
 
@@ -709,9 +712,9 @@ class Proxy:
         return {"tcp", "tcp6"} <= fams
 
     def _ready(self):
-        # Under valgrind the gap between listening and the control socket (opened
-        # after the listeners) is wide: wait for READY=1, sent once both are up.
-        return self._listening() and (not VALGRIND or any("READY=1" in n for n in self.notifications()))
+        # READY=1 comes once the listeners, the control socket and the worker
+        # threads are up; the gap after listening is wide under valgrind or TSan.
+        return self._listening() and any("READY=1" in n for n in self.notifications())
 
     def alive(self):
         return self.proc.poll() is None
@@ -748,7 +751,7 @@ class Proxy:
 
     def sanitizer_reports(self):
         t = self.log_text()
-        return [l for l in t.splitlines() if "AddressSanitizer" in l or "runtime error:" in l
+        return [l for l in t.splitlines() if "AddressSanitizer" in l or "runtime error:" in l or "ThreadSanitizer" in l
                 or "LeakSanitizer" in l or (VALGRIND and VALGRIND_RE.match(l))]
 
     def lines(self):

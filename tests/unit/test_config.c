@@ -535,8 +535,9 @@ static const struct err_case err_cases[] = {
 	{ "max_recipients = 18446744073709551616", "bad value '18446744073709551616' for max_recipients: out of range, expected 1..100000" },
 	{ "max_line_length = 511", "bad value '511' for max_line_length: out of range, expected 512..65536" },
 	{ "max_line_length = 65537", "bad value '65537' for max_line_length: out of range, expected 512..65536" },
-	{ "workers = 0", "bad value '0' for workers: out of range, expected auto or 1..1024" },
-	{ "workers = many", "bad value 'many' for workers: expected auto or a number of threads from 1 to 1024" },
+	{ "workers = 0", "bad value '0' for workers: out of range, expected auto or 1..64" },
+	{ "workers = 65", "bad value '65' for workers: out of range, expected auto or 1..64" },
+	{ "workers = many", "bad value 'many' for workers: expected auto or a number of threads from 1 to 64" },
 	/* durations */
 	{ "timeout_idle = 0", "bad value '0' for timeout_idle: out of range, expected 1..86400 seconds (24h)" },
 	{ "timeout_server = 25h", "bad value '25h' for timeout_server: out of range, expected 1..86400 seconds (24h)" },
