@@ -5,7 +5,8 @@
  * (bits 1-7, scaled to its length); bytes 1.. are the client's DATA bytes.
  * The scanner runs once over the whole input with ample room, and once over
  * the two chunks with only SMTP_DATA_EXPANSION bytes of room per call; both
- * must agree, and must keep the invariant of data.h. Any violation abort()s,
+ * must agree, and so must a third run fed one byte a call (which takes
+ * none of the scanner's fast paths), and must keep the invariant of data.h. Any violation abort()s,
  * so libFuzzer keeps the input. Chunks are copied to exact-size heap blocks
  * so ASan sees any read past inlen.
  */
@@ -130,7 +131,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	enum smtp_data_mode mode;
-	struct fuzz_data_run one, two;
+	struct fuzz_data_run one, two, bytes;
 	const uint8_t *in = data + 1;
 	size_t len, cut, end;
 
@@ -142,21 +143,30 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(&one, 0, sizeof(one));
 	memset(&two, 0, sizeof(two));
+	memset(&bytes, 0, sizeof(bytes));
 	one.out = malloc(len * SMTP_DATA_EXPANSION + 1);
 	two.out = malloc(len * SMTP_DATA_EXPANSION + 1);
-	fuzz_data_check(one.out != NULL && two.out != NULL);
+	bytes.out = malloc(len * SMTP_DATA_EXPANSION + 1);
+	fuzz_data_check(one.out != NULL && two.out != NULL && bytes.out != NULL);
 	smtp_data_init(&one.d, mode);
 	smtp_data_init(&two.d, mode);
+	smtp_data_init(&bytes.d, mode);
 
 	fuzz_data_feed(&one, in, len, 0);
 	fuzz_data_feed(&two, in, cut, SMTP_DATA_EXPANSION);
 	fuzz_data_feed(&two, in + cut, len - cut, SMTP_DATA_EXPANSION);
+	for (end = 0; end < len; end++)
+		fuzz_data_feed(&bytes, in + end, 1, SMTP_DATA_EXPANSION);
 
 	/* However the bytes arrive, the result is the same. */
 	fuzz_data_check(one.consumed == two.consumed && one.d.done == two.d.done);
 	fuzz_data_check(one.d.flags == two.d.flags && one.d.content == two.d.content);
 	fuzz_data_check(one.outlen == two.outlen &&
 	    (one.outlen == 0 || memcmp(one.out, two.out, one.outlen) == 0));
+	fuzz_data_check(one.consumed == bytes.consumed && one.d.done == bytes.d.done);
+	fuzz_data_check(one.d.flags == bytes.d.flags && one.d.content == bytes.d.content);
+	fuzz_data_check(one.outlen == bytes.outlen &&
+	    (one.outlen == 0 || memcmp(one.out, bytes.out, one.outlen) == 0));
 
 	/* The end is the first raw CRLF.CRLF, and nothing else. */
 	end = fuzz_data_first_end((const char *)in, len);
@@ -193,5 +203,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	free(one.out);
 	free(two.out);
+	free(bytes.out);
 	return 0;
 }
