@@ -113,7 +113,7 @@ check: deps
 	$(MAKE) check-install
 
 # The benchmark is built (not run) with the unit tests, so it cannot rot.
-check-unit: $(UNIT_BIN) $(BUILD)/bench_rules $(BUILD)/synflood
+check-unit: $(UNIT_BIN) $(BUILD)/bench_rules $(BUILD)/bench_data $(BUILD)/synflood
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 # Root-only: network namespaces and netfilter. Skips itself, loudly, without root.
@@ -132,8 +132,20 @@ check-valgrind: $(DAEMON) $(CTL) $(FW)
 	SMTPWALL_VALGRIND=1 SMTPWALL_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -v -rs \
 	    $(VALGRIND_TESTS:%=tests/integration/%)
 
+# The integration modules that exercise the daemon's threads (workers, the
+# capture lock, the control socket's calls into workers, NFQUEUE, SIGTERM and
+# SIGHUP) with smtpwalld built with ThreadSanitizer into build-tsan/: a data
+# race is a "ThreadSanitizer" report in the daemon's log, which fails the test.
+TSAN_TESTS ?= test_workers.py test_capture.py test_control.py test_lifecycle.py test_nfqueue.py test_delivery.py
+.PHONY: check-tsan
+check-tsan:
+	$(MAKE) SANITIZE=thread BUILD=build-tsan build-tsan/smtpwalld build-tsan/smtpwallctl \
+	    build-tsan/smtpwall-firewall
+	SMTPWALL_BUILD=$(abspath build-tsan) $(PYTHON) -m pytest -v -rs $(TSAN_TESTS:%=tests/integration/%)
+
 # Benchmarks: plain C programs against the library, always optimized; each
-# prints its own tables (tests/bench/bench_rules.c: the live ruleset).
+# prints its own tables (tests/bench/bench_rules.c: the live ruleset;
+# bench_data.c: the DATA scanner against memcpy).
 $(BUILD)/bench_%: tests/bench/bench_%.c $(LIB)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -O2 -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
 
@@ -148,8 +160,9 @@ BENCH_NFQ_ARGS ?=
 # bench_proxy.py (smtp-source -> smtp-sink: no proxy, HAProxy, smtpwalld; namespace
 # lab) needs root and haproxy; without root it prints "bench_proxy: skipped" and succeeds.
 BENCH_PROXY_ARGS ?=
-bench: $(BUILD)/bench_rules $(BUILD)/synflood $(DAEMON) $(CTL) $(FW)
+bench: $(BUILD)/bench_rules $(BUILD)/bench_data $(BUILD)/synflood $(DAEMON) $(CTL) $(FW)
 	$(BUILD)/bench_rules
+	$(BUILD)/bench_data
 	$(PYTHON) tests/bench/bench_nfq.py --build $(abspath $(BUILD)) $(BENCH_NFQ_ARGS)
 	$(PYTHON) tests/bench/bench_proxy.py --build $(abspath $(BUILD)) $(BENCH_PROXY_ARGS)
 
@@ -297,7 +310,7 @@ check-install: $(INST_PROGS)
 	MAKE="$(MAKE)" BUILD="$(BUILD)" tests/install/test_install.sh
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-tsan build-fuzz
 
 help:
 	@echo "make                 build $(DAEMON)"
@@ -305,6 +318,7 @@ help:
 	@echo "make check-unit      build and run the cmocka unit tests only (no root needed)"
 	@echo "make check-integration  namespace tests with real netfilter, clients and servers (root)"
 	@echo "make check-valgrind  integration tests VALGRIND_TESTS with smtpwalld under valgrind memcheck (root)"
+	@echo "make check-tsan      integration tests TSAN_TESTS with smtpwalld built with ThreadSanitizer (root)"
 	@echo "make demo            install missing packages (root), build, run the namespace lab"
 	@echo "make deps            install the Debian packages the build and tests need"
 	@echo "make SANITIZE=address,undefined ...   same, built with ASan+UBSan into build-san/"
@@ -312,6 +326,7 @@ help:
 	@echo "make fuzz [FUZZ_SECONDS=60]   run every libFuzzer target (clang)"
 	@echo "make bench           the rules benchmark (load, change, lookup at 10^3..10^6 rules) and, as root,"
 	@echo "                     the NFQUEUE SYN-flood benchmark (make bench-nfq alone; BENCH_NFQ_ARGS=...)"
+	@echo "                     and the SMTP benchmark against HAProxy (make bench-proxy alone)"
 	@echo "make bench-proxy     (root) SMTP throughput and memory: no proxy / HAProxy / smtpwalld (BENCH_PROXY_ARGS=...)"
 	@echo "make install [DESTDIR=...] [PREFIX=/usr]   programs, systemd units, tmpfiles.d/sysusers.d,"
 	@echo "                     man pages; /etc/smtpwall/smtpwall.conf only if absent"
@@ -320,4 +335,4 @@ help:
 	@echo "make clean"
 
 -include $(LIB_OBJ:.o=.d) $(CTL_OBJ:.o=.d) $(FW_OBJ:.o=.d) $(BUILD)/fw/main.d $(BUILD)/proxy/main.d $(BUILD)/ctl/smtpwallctl.d $(UNIT_BIN:=.d) \
-	$(BUILD)/bench_rules.d $(BUILD)/synflood.d
+	$(BUILD)/bench_rules.d $(BUILD)/bench_data.d $(BUILD)/synflood.d

@@ -80,8 +80,16 @@ struct nq {
 	size_t			 nq_slen;
 	unsigned		 nq_npend;
 
-	struct nq_counters	 nq_cnt;
+	struct nq_counters	 nq_cnt;		/* written by the queue's thread only: NQ_COUNT */
 };
+
+/*
+ * One writer (the queue's thread), read by the control socket's: a relaxed
+ * atomic store of the sum, no locked instruction, and no torn or racy read.
+ */
+#define NQ_COUNT(nq, field, n) \
+	__atomic_store_n(&(nq)->nq_cnt.field, (nq)->nq_cnt.field + (n), __ATOMIC_RELAXED)
+
 
 /* ---- sending --------------------------------------------------------------- */
 
@@ -97,8 +105,8 @@ nq_flush(struct nq *nq)
 				continue;
 			return -1;
 		}
-		nq->nq_cnt.sends++;
-		nq->nq_cnt.verdicts += nq->nq_npend;
+		NQ_COUNT(nq, sends, 1);
+		NQ_COUNT(nq, verdicts, nq->nq_npend);
 		nq->nq_npend = 0;
 		nq->nq_slen = 0;
 	}
@@ -164,7 +172,7 @@ nq_datagram_ok(struct nq *nq, unsigned i)
 		return 0;
 	if (mh->msg_flags & MSG_TRUNC) {
 		/* Cannot happen with slots this size; if it did, a packet was lost. */
-		nq->nq_cnt.enobufs++;
+		NQ_COUNT(nq, enobufs, 1);
 		return 0;
 	}
 	return 1;
@@ -269,7 +277,7 @@ nq_next(struct nq *nq, struct nq_packet *pkt)
 	for (;;) {
 		while ((nlh = nq_msg_next(nq)) != NULL) {
 			if ((r = nq_msg_packet(nq, nlh, pkt)) == 1)
-				nq->nq_cnt.packets++;
+				NQ_COUNT(nq, packets, 1);
 			if (r != 0)
 				return r;
 		}
@@ -281,7 +289,7 @@ nq_next(struct nq *nq, struct nq_packet *pkt)
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return NQ_AGAIN;
 			if (errno == ENOBUFS)
-				nq->nq_cnt.enobufs++;
+				NQ_COUNT(nq, enobufs, 1);
 			else if (errno != EINTR)
 				return -1;
 		}
@@ -593,5 +601,8 @@ nq_close(struct nq *nq)
 void
 nq_get_counters(const struct nq *nq, struct nq_counters *out)
 {
-	*out = nq->nq_cnt;
+	out->packets = __atomic_load_n(&nq->nq_cnt.packets, __ATOMIC_RELAXED);
+	out->verdicts = __atomic_load_n(&nq->nq_cnt.verdicts, __ATOMIC_RELAXED);
+	out->sends = __atomic_load_n(&nq->nq_cnt.sends, __ATOMIC_RELAXED);
+	out->enobufs = __atomic_load_n(&nq->nq_cnt.enobufs, __ATOMIC_RELAXED);
 }
