@@ -14,7 +14,8 @@ namespace, in one invocation, side by side:
   B1, B2   HAProxy, `mode tcp` (a forwarder that reads nothing), nbthread 1
            (like smtpwalld's single event loop) and nbthread 2 (its default on
            this 2-CPU box); maxconn 9000; no splicing (its default).
-  C        smtpwalld (build/smtpwalld, log_level = warning, never -d), the client
+  C1, C2   smtpwalld (build/smtpwalld, log_level = warning, never -d), workers 1
+           and 2 (one event loop like B1; one per CPU like B2), the client
            in trusted_networks, local_domains = example.net, a `block sender`
            rule: the relay policy and the rules run on every MAIL and RCPT, and
            pass.
@@ -34,12 +35,12 @@ Workloads (smtp-source; one message is `-l` bytes of payload plus a few headers)
 
 Every workload runs --runs times (default 5). A run is split into --rounds
 rounds (default 4), each sending 1/rounds of the run's messages through A, B1,
-B2 and C one after the other, in an order that alternates between rounds and
-runs (A B1 B2 C, then C B2 B1 A), so that the configurations of one run are
+B2, C1 and C2 one after the other, in an order that alternates between rounds
+and runs (A B1 B2 C1 C2, then C2 C1 B2 B1 A), so that the configurations of one run are
 measured within seconds of each other and a slow moment of the machine (other
 work on it) hits all of them alike. A configuration's result in a run is its
 messages over its summed wall time. Reported: median [min-max] over the runs of
-messages/s and payload MiB/s; C/A, C/B1 and C/B2 as the median [min-max] over
+messages/s and payload MiB/s; Cn/A and Cn/Bn as the median [min-max] over
 the runs of each run's own ratio; the proxy's own CPU per message (utime +
 stime of the whole process, all threads, from /proc/PID/stat before and after
 each smtp-source run). Every smtp-source run is checked: it exits 0, smtp-sink
@@ -51,7 +52,7 @@ answered; the proxy's VmRSS (/proc/PID/status) grows by (after - before) /
 sessions per session, repeated --idle-runs times (a fresh process each time).
 
 Optional, not timed: --profile counts the syscalls (strace -c -f -p) and context
-switches (perf stat) of B1, B2 and C during one short small-message run, per
+switches (perf stat) of B1, B2, C1 and C2 during one short small-message run, per
 message; --callgrind FILE runs smtpwalld under valgrind --tool=callgrind for a
 short small-message run and prints the top functions.
 
@@ -85,8 +86,8 @@ from benchlib import agg, fmt, log, preflight, proc_cpu  # noqa: E402
 CLIENT = L.CLIENT4                  # 203.0.113.10, in trusted_networks for smtpwalld
 DST = L.SINK4                       # 198.51.100.26: smtp-sink in the server namespace
 UPSTREAM = "%s:25" % DST
-SMTPWALL_PORT = L.LISTEN_PORT       # 10025
-HAPROXY_PORTS = {1: 10026, 2: 10027}
+SMTPWALL_PORTS = {1: L.LISTEN_PORT, 2: 10029}   # by workers
+HAPROXY_PORTS = {1: 10026, 2: 10027}            # by nbthread
 CALLGRIND_PORT = 10028
 NAT_TABLE = "swb_nat"               # ours; the lab's REDIRECT (swt_nat) is not used
 MIB = 1024 * 1024
@@ -166,7 +167,7 @@ class Smtpwalld:
     """build/smtpwalld in the gateway, started here rather than by lab.start_proxy, which
     always adds -d (log level debug): this measures the daemon as deployed."""
 
-    def __init__(self, lab, name, port, log_level="warning", wrapper=()):
+    def __init__(self, lab, name, port, workers=1, log_level="warning", wrapper=()):
         self.lab = lab
         self.dir = lab.dir / name
         self.dir.mkdir()
@@ -182,6 +183,7 @@ class Smtpwalld:
             "control_socket": self.dir / "control.sock",
             "capture_dir": self.dir / "captures",
             "log_level": log_level,
+            "workers": workers,
             # One client address holds every session here (--idle of them at once).
             "max_sessions": 20000,
             "max_sessions_per_client": 20000,
@@ -345,12 +347,14 @@ class Bench:
         self.proxies = {}
 
     def start_proxies(self):
-        """Fresh B1, B2, C (stopping the ones that run)."""
+        """Fresh B1, B2, C1, C2 (stopping the ones that run)."""
         self.stop_proxies()
         self.seq += 1
         for t in self.args.haproxy_threads:
             self.proxies["B%d" % t] = Haproxy(self.lab, "haproxy%d-%d" % (t, self.seq), HAPROXY_PORTS[t], t)
-        self.proxies["C"] = Smtpwalld(self.lab, "smtpwalld-%d" % self.seq, SMTPWALL_PORT)
+        for t in self.args.smtpwall_workers:
+            self.proxies["C%d" % t] = Smtpwalld(self.lab, "smtpwalld%d-%d" % (t, self.seq), SMTPWALL_PORTS[t],
+                                                workers=t)
         return self.proxies
 
     def stop_proxies(self):
@@ -358,7 +362,7 @@ class Bench:
             self.proxies.pop(name).stop()
 
     def use(self, conf):
-        """Route port 25 for configuration `conf` ('A', 'B1', 'B2', 'C')."""
+        """Route port 25 for configuration `conf` ('A', 'B1', 'B2', 'C1', 'C2')."""
         self.nat.redirect(None if conf == "A" else self.proxies[conf].port)
 
     def source(self, wl, sessions, messages, tag, size=None):
@@ -398,7 +402,7 @@ class Bench:
         self.use(conf)
         p = self.proxies.get(conf)
         sink0 = self.sink.messages()
-        c_msgs0 = p.messages() if conf == "C" else 0
+        c_msgs0 = p.messages() if is_c(conf) else 0
         cpu0 = proc_cpu(p.pid) if p else 0.0
         sink_cpu0 = proc_cpu(self.sink.proc.pid)
         wall = self.source(wl, min(sessions, messages), messages, "%s-%s" % (wl, conf))
@@ -407,7 +411,7 @@ class Bench:
         got = self.sink.wait_messages(sink0 + messages) - sink0
         if got != messages:
             raise RuntimeError("%s via %s: smtp-sink counted %d of %d messages" % (wl, conf, got, messages))
-        if conf == "C":
+        if is_c(conf):
             c = p.messages() - c_msgs0
             if c != messages:
                 raise RuntimeError("smtpwalld counted %d of %d messages" % (c, messages))
@@ -418,7 +422,7 @@ class Bench:
 
     def run(self, wl, run):
         """One run of workload `wl`: --rounds rounds, each sending 1/rounds of the messages
-        through every configuration, the order alternating (A B1 B2 C, C B2 B1 A, ...), so
+        through every configuration, the order alternating (A B1 B2 C1 C2, C2 C1 B2 B1 A, ...), so
         that the configurations of one run are measured within seconds of each other.
         Per configuration: its messages over its summed wall time."""
         a = self.args
@@ -609,6 +613,15 @@ def summarize_profile(res):
 
 # --- report -----------------------------------------------------------------------------
 
+def is_c(conf):
+    return conf.startswith("C")
+
+
+def pairs(args):
+    """(Cn, Bn) for every n measured both ways: smtpwalld against HAProxy with as many threads."""
+    return [("C%d" % t, "B%d" % t) for t in args.smtpwall_workers if t in args.haproxy_threads]
+
+
 def run_ratios(res, wl, num, den, key="msgs_ps"):
     """Each run's num/den (same run), aggregated."""
     return agg([n[key] / d[key] for n, d in zip(res[wl][num], res[wl][den]) if d[key]])
@@ -618,11 +631,13 @@ def report(res, idle, prof, args):
     out = []
     w = out.append
     bs = ["B%d" % t for t in args.haproxy_threads]
+    cs = ["C%d" % t for t in args.smtpwall_workers]
     w("")
     w("bench_proxy: smtp-source -> smtp-sink through the gateway, %d runs of %d interleaved rounds; "
       "median [min-max] over the runs" % (args.runs, args.rounds))
-    w("  A = routed, no proxy; %s = HAProxy 2.6 mode tcp%s; C = smtpwalld (log_level warning,"
-      % ("/".join(bs), ", nbthread " + "/".join(str(t) for t in args.haproxy_threads) if bs else ""))
+    w("  A = routed, no proxy; %s = HAProxy 2.6 mode tcp%s; %s = smtpwalld%s (log_level warning,"
+      % ("/".join(bs), ", nbthread " + "/".join(str(t) for t in args.haproxy_threads) if bs else "",
+         "/".join(cs), ", workers " + "/".join(str(t) for t in args.smtpwall_workers)))
     w("  policy and rules passing); B and C: nft REDIRECT in the gateway, fixed upstream %s" % UPSTREAM)
     w("  ratios: median [min-max] over the runs of each run's own ratio")
     for wl in args.workloads:
@@ -630,21 +645,19 @@ def report(res, idle, prof, args):
         keep, payload, _ = WORKLOADS[wl]
         w("")
         w("%s: %s: smtp-source %s-s %d -m %d -l %d" % (wl, WORKLOAD_TEXT[wl], "-d " if keep else "", s, m, payload))
-        w("  %-4s %-28s %-26s %-22s %-22s %s" % ("", "messages/s", "payload MiB/s", "vs A", "C vs this",
-                                              "proxy CPU us/message"))
+        w("  %-4s %-28s %-26s %-22s %s" % ("", "messages/s", "payload MiB/s", "vs A", "proxy CPU us/message"))
         for conf in args.confs:
             rs = res[wl][conf]
             mps, mib = agg([r["msgs_ps"] for r in rs]), agg([r["mib_ps"] for r in rs])
             va = "-" if conf == "A" else fmt(run_ratios(res, wl, conf, "A"), 1, 2, "x")
-            vc = "-" if conf == "C" else fmt(run_ratios(res, wl, "C", conf), 1, 2, "x")
             cpu = agg([r["cpu_us_per_msg"] for r in rs])
-            w("  %-4s %-28s %-26s %-22s %-22s %s" % (conf, fmt(mps, 1, 0), fmt(mib, 1, 1), va, vc,
-                                                    fmt(cpu, 1, 1) if cpu else "-"))
-        if "C" in args.confs:
-            for conf in bs:
-                cc = agg([c["cpu_us_per_msg"] / b["cpu_us_per_msg"] for c, b in zip(res[wl]["C"], res[wl][conf])
-                          if b["cpu_us_per_msg"]])
-                w("  proxy CPU per message, C/%s: %s" % (conf, fmt(cc, 1, 2, "x")))
+            w("  %-4s %-28s %-26s %-22s %s" % (conf, fmt(mps, 1, 0), fmt(mib, 1, 1), va,
+                                              fmt(cpu, 1, 1) if cpu else "-"))
+        for c, bconf in pairs(args):
+            cc = agg([x["cpu_us_per_msg"] / y["cpu_us_per_msg"] for x, y in zip(res[wl][c], res[wl][bconf])
+                      if y["cpu_us_per_msg"]])
+            w("  %s/%s: messages/s %s, proxy CPU per message %s" % (
+                c, bconf, fmt(run_ratios(res, wl, c, bconf), 1, 2, "x"), fmt(cc, 1, 2, "x")))
     if idle:
         w("")
         w("Idle sessions: %d sessions held open through each proxy (greeting received, EHLO answered);"
@@ -658,12 +671,11 @@ def report(res, idle, prof, args):
             w("  %-4s %-28s %-26s %s" % (conf, fmt(agg([r["bytes_per_session"] for r in rs]), 1, 0),
                                         fmt(agg([r["rss_before"] for r in rs]), 1 / MIB, 1),
                                         fmt(agg([r["rss_after"] for r in rs]), 1 / MIB, 1)))
-        if "C" in idle:
-            for conf in bs:
-                if conf in idle:
-                    cc = agg([c["bytes_per_session"] / b["bytes_per_session"]
-                              for c, b in zip(idle["C"], idle[conf]) if b["bytes_per_session"] > 0])
-                    w("  C/%s per session: %s" % (conf, fmt(cc, 1, 2, "x")))
+        for c, bconf in pairs(args):
+            if c in idle and bconf in idle:
+                cc = agg([x["bytes_per_session"] / y["bytes_per_session"]
+                          for x, y in zip(idle[c], idle[bconf]) if y["bytes_per_session"] > 0])
+                w("  %s/%s per session: %s" % (c, bconf, fmt(cc, 1, 2, "x")))
     if prof:
         w("")
         w("Profile (not timed; one small run of %d messages over %d sessions, strace -c -f and perf stat):"
@@ -701,6 +713,8 @@ def main():
                     % ", ".join(WORKLOADS))
     ap.add_argument("--haproxy-threads", default="1,2",
                     help="HAProxy baselines by nbthread, comma-separated (1, 2 or both; empty: none)")
+    ap.add_argument("--smtpwall-workers", default="1,2",
+                    help="smtpwalld configurations by workers, comma-separated (1, 2 or both)")
     ap.add_argument("--idle", type=int, default=5000, help="idle sessions for the memory measurement (0: skip)")
     ap.add_argument("--idle-runs", type=int, default=3, help="repetitions of the idle measurement")
     ap.add_argument("--timeout", type=float, default=300, help="seconds one smtp-source run may take")
@@ -721,6 +735,9 @@ def main():
         args.haproxy_threads = [int(x) for x in args.haproxy_threads.split(",") if x]
         if any(t not in HAPROXY_PORTS for t in args.haproxy_threads):
             raise argparse.ArgumentTypeError("--haproxy-threads: 1, 2 or 1,2")
+        args.smtpwall_workers = [int(x) for x in args.smtpwall_workers.split(",") if x]
+        if not args.smtpwall_workers or any(t not in SMTPWALL_PORTS for t in args.smtpwall_workers):
+            raise argparse.ArgumentTypeError("--smtpwall-workers: 1, 2 or 1,2")
     except (argparse.ArgumentTypeError, ValueError) as e:
         ap.error(str(e))
     if args.rounds < 1 or any(m < args.rounds for _, m in args.spec.values()):
@@ -729,7 +746,7 @@ def main():
         ap.error("--runs, --idle-runs and --timeout must be positive, --idle at least 0")
     if args.idle > 8000:
         ap.error("--idle: at most 8000 (two descriptors per session in the proxy, one in smtp-sink and here)")
-    args.confs = ["A"] + ["B%d" % t for t in args.haproxy_threads] + ["C"]
+    args.confs = ["A"] + ["B%d" % t for t in args.haproxy_threads] + ["C%d" % t for t in args.smtpwall_workers]
     os.environ["SMTPWALL_BUILD"] = str(Path(args.build).resolve())
     args.build = os.environ["SMTPWALL_BUILD"]
     preflight("bench_proxy", args.build, ("smtpwalld", "smtpwallctl"),
