@@ -26,7 +26,7 @@
 #include "worker.h"
 
 #define SESS_IN_MAX	(64 * 1024)	/* per-side input buffer */
-#define SESS_READ_CHUNK	(16 * 1024)
+#define SESS_READ_CHUNK	(16 * 1024)	/* a read's room; SESS_IN_MAX in bulk (DATA) */
 #define SESS_LINGER_MS	10000		/* time to flush the last replies */
 #define SESS_ACCEPT_MAX	64		/* accepts per wakeup, fairness */
 
@@ -293,23 +293,28 @@ sess_linger_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
  * Read once into c->in. 2 if bytes filled all the room offered (more may be
  * waiting), 1 if fewer came (the socket is drained for now: reading again
  * would only meet EAGAIN), 0 if nothing, -1 on EOF or error (c->eof set).
+ * Commands come a few bytes at a time and get SESS_READ_CHUNK of room; once
+ * a read fills its room (a message body streaming in), the next ones get all
+ * of SESS_IN_MAX: fewer read calls per MiB (make bench-proxy, 1 MiB
+ * messages: about 3% less CPU per message).
  */
 static int
 conn_read(struct conn *c)
 {
+	size_t room, chunk = c->bulk ? SESS_IN_MAX : SESS_READ_CHUNK;
 	ssize_t n;
-	size_t room;
 
 	if (c->eof || c->fd == -1)
 		return 0;
-	if (buf_reserve(&c->in, SESS_READ_CHUNK < SESS_IN_MAX - buf_len(&c->in) ?
-	    SESS_READ_CHUNK : SESS_IN_MAX - buf_len(&c->in), SESS_IN_MAX) == -1)
+	if (buf_reserve(&c->in, chunk < SESS_IN_MAX - buf_len(&c->in) ?
+	    chunk : SESS_IN_MAX - buf_len(&c->in), SESS_IN_MAX) == -1)
 		return 0;
 	room = buf_room(&c->in);
 	n = read(c->fd, buf_tail(&c->in), room);
 	if (n > 0) {
 		buf_commit(&c->in, (size_t)n);
-		return (size_t)n == room ? 2 : 1;
+		c->bulk = (size_t)n == room;
+		return c->bulk ? 2 : 1;
 	}
 	if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 		c->eof = 1;

@@ -29,6 +29,7 @@ struct conn {
 	int		eof;		/* read side ended (FIN or error) */
 	int		eof_handled;	/* the FSM has been told */
 	int		connecting;	/* server side: connect() in progress */
+	int		bulk;		/* the last read filled its room: read more at once */
 };
 
 struct session {
