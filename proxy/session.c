@@ -608,7 +608,6 @@ sess_admit(struct worker *w, const struct pxconf *conf, int fd,
 	struct ruleset *rs;
 	const char *limit;
 
-	sock_ip_str((const struct sockaddr *)peer, ip);
 	if (w->stopping) {
 		snprintf(line, sizeof(line), "421 4.3.2 %s Error: shutting down\r\n", px->hostname);
 		sess_refuse_early(fd, line);
@@ -617,6 +616,7 @@ sess_admit(struct worker *w, const struct pxconf *conf, int fd,
 	if (px_slot_take(px, conf, (const struct sockaddr *)peer, &limit) == -1) {
 		int per_client = strcmp(limit, "max_sessions") != 0;
 
+		sock_ip_str((const struct sockaddr *)peer, ip);
 		PX_STAT_ADD(px, sessions_refused, 1);
 		log_info("refuse client=%s reason=%s limit=%u", ip, limit,
 		    per_client ? conf->cf.max_sessions_per_client : conf->cf.max_sessions);
@@ -628,6 +628,7 @@ sess_admit(struct worker *w, const struct pxconf *conf, int fd,
 	rs = px_rules(px);
 	rules_eval_client(rs, (const struct sockaddr *)peer, time(NULL), &v);
 	if (!v.accept) {
+		sock_ip_str((const struct sockaddr *)peer, ip);
 		PX_STAT_ADD(px, sessions_refused, 1);
 		PX_STAT_ADD(px, refused_client, 1);
 		rule[0] = '\0';
@@ -764,9 +765,10 @@ sess_start(struct worker *w, struct pxconf *conf, int fd, int lfd,
 		return;
 	}
 	capt_session_start(s);
-	log_debug("session=%016llx connect client=%s server=%s worker=%u",
-	    (unsigned long long)s->id, sock_addr_str((struct sockaddr *)&s->caddr, ip),
-	    sock_addr_str((struct sockaddr *)&s->saddr, line), w->id);
+	if (log_enabled(LOG_LVL_DEBUG))	/* the addresses cost a printf each */
+		log_debug("session=%016llx connect client=%s server=%s worker=%u",
+		    (unsigned long long)s->id, sock_addr_str((struct sockaddr *)&s->caddr, ip),
+		    sock_addr_str((struct sockaddr *)&s->saddr, line), w->id);
 
 	if ((s->server.fd = sess_connect_upstream(s)) == -1) {
 		log_info("session=%016llx connect %s: %s", (unsigned long long)s->id,
