@@ -16,6 +16,14 @@
  * bumped by ev_del(); an event whose generation is stale (its fd was deleted,
  * maybe re-added, by an earlier callback of the same batch) is dropped.
  *
+ * Loops of one process may share one fd table (ev_loop_new_sibling): fd
+ * numbers are process-wide, so per-loop tables would each grow to the
+ * highest fd of all of them, a table's worth of memory per loop. A slot
+ * says which loop owns it; only the owner writes it, and takes it over only
+ * after the previous owner's ev_del() (the fd closed, its number reused).
+ * Another loop reads just the owner and the generation of a slot (atomics),
+ * for a stale event of an fd it has deleted, and drops that event.
+ *
  * Never: logs, closes or reads fds, touches a timer's owner, or blocks
  * anywhere but in epoll_wait. Not thread-safe: one loop per thread.
  */
@@ -36,9 +44,9 @@
 #define EV_MIN_DEFERS	16
 
 struct ev_fd {
-	unsigned	 registered;	/* ev_add()ed and not ev_del()ed */
+	struct ev_loop	*owner;		/* ev_add()ed there and not ev_del()ed: atomic */
 	unsigned	 mask;		/* EV_READ|EV_WRITE asked for */
-	uint32_t	 gen;		/* bumped on ev_del() */
+	uint32_t	 gen;		/* bumped on ev_del(): atomic */
 	ev_fd_cb	*cb;
 	void		*arg;
 };
@@ -53,6 +61,8 @@ struct ev_loop {
 	int			 maxfds;
 	int			 nfds;		/* size of fds[] */
 	struct ev_fd		*fds;
+	int			 fds_shared;	/* fds[] is maxfds long, shared: never grown */
+	int			 fds_borrowed;	/* a sibling's: not freed here */
 
 	struct ev_timer		**heap;
 	size_t			 nheap, heapcap;
@@ -120,16 +130,50 @@ ev_loop_free(struct ev_loop *loop)
 		return;
 	ev_run_defers(loop);
 	close(loop->epfd);
-	free(loop->fds);
+	if (!loop->fds_borrowed)
+		free(loop->fds);
 	free(loop->heap);
 	free(loop->defers);
 	free(loop);
 }
 
-int
-ev_loop_maxfds(const struct ev_loop *loop)
+/*
+ * The table at its full size, in a fresh block: calloc's zero pages of a
+ * large block cost no memory until an fd uses them (a memset would).
+ */
+static int
+ev_fds_full(struct ev_loop *loop)
 {
-	return loop->maxfds;
+	struct ev_fd *p;
+
+	if (loop->fds_shared)
+		return 0;
+	if ((p = calloc((size_t)loop->maxfds, sizeof(*p))) == NULL)
+		return -1;
+	if (loop->nfds > 0)
+		memcpy(p, loop->fds, (size_t)loop->nfds * sizeof(*p));
+	free(loop->fds);
+	loop->fds = p;
+	loop->nfds = loop->maxfds;
+	loop->fds_shared = 1;
+	return 0;
+}
+
+struct ev_loop *
+ev_loop_new_sibling(struct ev_loop *first)
+{
+	struct ev_loop *loop;
+
+	if (first->fds_borrowed) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (ev_fds_full(first) == -1 || (loop = ev_loop_new(first->maxfds)) == NULL)
+		return NULL;
+	loop->fds = first->fds;
+	loop->nfds = first->nfds;
+	loop->fds_shared = loop->fds_borrowed = 1;
+	return loop;
 }
 
 void
@@ -159,10 +203,17 @@ ev_fds_grow(struct ev_loop *loop, int fd)
 	return 0;
 }
 
+static struct ev_loop *
+ev_fd_owner(const struct ev_fd *e)
+{
+	return __atomic_load_n(&e->owner, __ATOMIC_ACQUIRE);
+}
+
+/* fd's slot if this loop owns it. */
 static struct ev_fd *
 ev_fd_slot(const struct ev_loop *loop, int fd)
 {
-	if (fd < 0 || fd >= loop->nfds || !loop->fds[fd].registered)
+	if (fd < 0 || fd >= loop->nfds || ev_fd_owner(&loop->fds[fd]) != loop)
 		return NULL;
 	return &loop->fds[fd];
 }
@@ -211,6 +262,7 @@ ev_epoll_update(struct ev_loop *loop, int fd, const struct ev_fd *e, unsigned ol
 int
 ev_add(struct ev_loop *loop, int fd, unsigned mask, ev_fd_cb *cb, void *arg)
 {
+	struct ev_loop *owner;
 	struct ev_fd *e;
 	unsigned old;
 
@@ -225,15 +277,20 @@ ev_add(struct ev_loop *loop, int fd, unsigned mask, ev_fd_cb *cb, void *arg)
 	if (fd >= loop->nfds && ev_fds_grow(loop, fd) == -1)
 		return -1;
 	e = &loop->fds[fd];
-	old = e->registered ? e->mask : 0;
+	owner = ev_fd_owner(e);
+	if (owner != NULL && owner != loop) {
+		errno = EBUSY;		/* a sibling still holds this fd: its ev_del() is missing */
+		return -1;
+	}
+	old = owner == loop ? e->mask : 0;
 	e->mask = mask;
 	if (ev_epoll_update(loop, fd, e, old) == -1) {
 		e->mask = old;
 		return -1;
 	}
-	e->registered = 1;
 	e->cb = cb;
 	e->arg = arg;
+	__atomic_store_n(&e->owner, loop, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -274,10 +331,10 @@ ev_del(struct ev_loop *loop, int fd)
 	e->mask = 0;
 	/* an fd closed before ev_del() already left epoll: not an error */
 	(void)ev_epoll_update(loop, fd, e, old);
-	e->registered = 0;
 	e->cb = NULL;
 	e->arg = NULL;
-	e->gen++;
+	__atomic_store_n(&e->gen, e->gen + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->owner, NULL, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -505,8 +562,8 @@ ev_dispatch(struct ev_loop *loop, int n)
 		struct ev_fd *e = ev_fd_slot(loop, fd);
 		unsigned events;
 
-		if (e == NULL || e->gen != (uint32_t)(data >> 32))
-			continue;	/* deleted earlier in this batch */
+		if (e == NULL || __atomic_load_n(&e->gen, __ATOMIC_RELAXED) != (uint32_t)(data >> 32))
+			continue;	/* deleted earlier in this batch (maybe taken by a sibling) */
 		events = ev_events_of(loop->events[i].events, e->mask);
 		if (events == 0)
 			continue;	/* masked off earlier in this batch */

@@ -36,7 +36,12 @@ struct ev_timer {
 /* maxfds: the highest fd number + 1 the table grows to (RLIMIT_NOFILE). NULL on error. */
 struct ev_loop *ev_loop_new(int maxfds);
 void	ev_loop_free(struct ev_loop *);
-int	ev_loop_maxfds(const struct ev_loop *);	/* what it was made with */
+/*
+ * A loop for another thread that shares first's fd table (each fd is
+ * registered in one loop at a time; a sibling must not outlive first).
+ * NULL on error.
+ */
+struct ev_loop *ev_loop_new_sibling(struct ev_loop *first);
 
 /* Register fd with mask EV_READ|EV_WRITE (may be 0). 0, or -1 with errno. */
 int	ev_add(struct ev_loop *, int fd, unsigned mask, ev_fd_cb *cb, void *arg);

@@ -191,7 +191,8 @@ workers_open(struct proxy *px, unsigned n, char *err, size_t errlen)
 		pthread_mutex_init(&w->call_mu, NULL);
 		pthread_cond_init(&w->call_cv, NULL);
 		px->nworkers++;
-		w->loop = i == 0 ? px->loop : ev_loop_new(ev_loop_maxfds(px->loop));
+		/* one fd table for all: fd numbers are the process's, not a loop's */
+		w->loop = i == 0 ? px->loop : ev_loop_new_sibling(px->loop);
 		if (w->loop == NULL ||
 		    (w->call_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1 ||
 		    ev_add(w->loop, w->call_fd, EV_READ, worker_call_cb, w) == -1) {

@@ -662,6 +662,67 @@ watchdog(int sig)
 	_exit(1);
 }
 
+/*
+ * Sibling loops share one fd table. In one batch of loop A, a callback
+ * deletes and closes A's other fd, whose number a new eventfd then takes and
+ * loop B registers: A's pending event for the old fd is dropped, never
+ * B's callback run on A; A cannot register an fd B holds; B gets its event.
+ */
+struct sib {
+	struct ev_loop	*a, *b;
+	int		 fd[2];
+	int		 a_calls, reused;
+	struct rec	 b_rec;
+};
+
+static void
+sib_a_cb(struct ev_loop *loop, int fd, unsigned events, void *arg)
+{
+	struct sib *x = arg;
+	int other = fd == x->fd[0] ? x->fd[1] : x->fd[0];
+
+	(void)events;
+	x->a_calls++;
+	if (x->reused != -1)
+		return;
+	assert_int_equal(ev_del(loop, other), 0);
+	close(other);
+	x->reused = make_eventfd(1);		/* the lowest free number: other's */
+	assert_int_equal(x->reused, other);
+	assert_int_equal(ev_add(x->b, x->reused, EV_READ, rec_cb, &x->b_rec), 0);
+}
+
+static void
+test_ev_siblings_share_the_table_and_keep_apart(void **state)
+{
+	struct sib x = { .reused = -1 };
+
+	(void)state;
+	assert_non_null(x.a = ev_loop_new(TEST_MAXFDS));
+	assert_non_null(x.b = ev_loop_new_sibling(x.a));
+	x.fd[0] = make_eventfd(1);
+	x.fd[1] = make_eventfd(1);
+	assert_int_equal(ev_add(x.a, x.fd[0], EV_READ, sib_a_cb, &x), 0);
+	assert_int_equal(ev_add(x.a, x.fd[1], EV_READ, sib_a_cb, &x), 0);
+
+	assert_int_equal(ev_run_once(x.a, 1000), 1);	/* the stale event is not a call */
+	assert_int_equal(x.a_calls, 1);
+	assert_int_equal(x.b_rec.calls, 0);
+	assert_int_equal(ev_mask(x.a, x.reused), 0);	/* not A's */
+	assert_int_equal(ev_add(x.a, x.reused, EV_READ, rec_cb, &x.b_rec), -1);
+	assert_int_equal(errno, EBUSY);
+
+	assert_int_equal(ev_run_once(x.b, 1000), 1);
+	assert_int_equal(x.b_rec.calls, 1);
+	assert_int_equal(x.b_rec.fd, x.reused);
+
+	assert_int_equal(ev_del(x.b, x.reused), 0);
+	close(x.reused);
+	close(x.fd[0] == x.reused ? x.fd[1] : x.fd[0]);
+	ev_loop_free(x.b);
+	ev_loop_free(x.a);
+}
+
 int
 main(void)
 {
@@ -682,6 +743,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_ev_defer_runs_after_batch_in_fifo_order, setup_loop, teardown_loop),
 		cmocka_unit_test_setup_teardown(test_ev_defer_outside_loop_runs_without_waiting, setup_loop, teardown_loop),
 		cmocka_unit_test(test_ev_loop_free_runs_pending_defers),
+		cmocka_unit_test(test_ev_siblings_share_the_table_and_keep_apart),
 		cmocka_unit_test_setup_teardown(test_ev_run_until_stop, setup_loop, teardown_loop),
 	};
 
