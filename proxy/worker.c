@@ -214,8 +214,9 @@ worker_main(void *arg)
 	struct worker *w = arg;
 
 	buf_pool_enable();
+	/* epoll_wait failing is a broken invariant: a dead worker would strand its sessions */
 	if (ev_run(w->loop) == -1)
-		log_warn("worker %u: event loop", w->id);
+		fatal("worker %u: event loop", w->id);
 	buf_pool_drain();
 	return NULL;
 }
