@@ -167,18 +167,21 @@ smtp_parse_utf8(const unsigned char *s, size_t len, size_t i)
 	return n;
 }
 
+/*
+ * No strlen(lit) first: every command is compared with a dozen verbs and
+ * foreign words, and nearly every comparison ends at the first byte
+ * (callgrind: this and strlen were 10% of the daemon's instructions).
+ */
 int
 smtp_slice_ieq(struct slice s, const char *lit)
 {
-	size_t	n = strlen(lit), i;
+	size_t	i;
 
-	if (s.len != n)
-		return 0;
-	for (i = 0; i < n; i++)
-		if (smtp_parse_lower((unsigned char)s.p[i]) !=
+	for (i = 0; i < s.len; i++)
+		if (lit[i] == '\0' || smtp_parse_lower((unsigned char)s.p[i]) !=
 		    smtp_parse_lower((unsigned char)lit[i]))
 			return 0;
-	return 1;
+	return lit[s.len] == '\0';
 }
 
 /* 1 if s starts with lit, ASCII case-insensitive. */
