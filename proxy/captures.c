@@ -702,8 +702,12 @@ capt_tick(struct ev_loop *loop, struct ev_timer *t, void *arg)
 			changed = 1;
 		}
 	}
+	/*
+	 * capt_drain() above stamped the frames it read after `now` was taken:
+	 * compared as at_ms + limit < now, never now - at_ms (which wraps).
+	 */
 	while (c->pend_len > 0 && (c->pending[c->pend_head].at_ms == 0 ||
-	    now - c->pending[c->pend_head].at_ms > CAPT_PENDING_MS)) {
+	    c->pending[c->pend_head].at_ms + CAPT_PENDING_MS < now)) {
 		c->pend_head = (c->pend_head + 1) % CAPT_PENDING_MAX;
 		c->pend_len--;
 	}
