@@ -12,8 +12,8 @@ namespace, in one invocation, side by side:
   A        routed directly: the gateway forwards, no proxy. Its nat table is
            there (an empty prerouting chain), so conntrack runs as in B and C.
   B1, B2   HAProxy, `mode tcp` (a forwarder that reads nothing), nbthread 1
-           (like smtpwalld's single event loop) and nbthread 2 (its default on
-           this 2-CPU box); maxconn 9000; no splicing (its default).
+           and nbthread 2 (its default on this 2-CPU box); maxconn 9000; no
+           splicing (its default).
   C1, C2   smtpwalld (build/smtpwalld, log_level = warning, never -d), workers 1
            and 2 (one event loop like B1; one per CPU like B2), the client
            in trusted_networks, local_domains = example.net, a `block sender`
