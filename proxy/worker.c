@@ -203,8 +203,9 @@ workers_open(struct proxy *px, unsigned n, char *err, size_t errlen)
 			return -1;
 	}
 	for (i = 0; i < px->conf->cf.nlisten; i++)
-		log_info("listening on %s (%u workers)",
-		    sock_addr_str((const struct sockaddr *)&px->conf->cf.listen[i], addr), n);
+		log_info("listening on %s (%u worker%s)",
+		    sock_addr_str((const struct sockaddr *)&px->conf->cf.listen[i], addr), n,
+		    n == 1 ? "" : "s");
 	return 0;
 }
 
