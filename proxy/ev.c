@@ -2,7 +2,8 @@
  * ev: the event loop of ev.h, redis-ae sized.
  *
  * Owns: one epoll instance (level-triggered), the fd-indexed handler table
- * (grown on demand up to maxfds), the binary min-heap of armed timers (the
+ * (maxfds slots, calloc'd at once: its zero pages cost no memory until an
+ * fd number uses them, so it needs no growing), the binary min-heap of armed timers (the
  * struct ev_timer lives in its owner; the heap holds pointers and each timer
  * knows its position), the FIFO of deferred calls, and the cached clock.
  *
@@ -39,7 +40,6 @@
 #include "ev.h"
 
 #define EV_BATCH	256	/* epoll events per epoll_wait */
-#define EV_MIN_FDS	64	/* first size of the fd table */
 #define EV_MIN_TIMERS	64
 #define EV_MIN_DEFERS	16
 
@@ -59,9 +59,7 @@ struct ev_defer_call {
 struct ev_loop {
 	int			 epfd;
 	int			 maxfds;
-	int			 nfds;		/* size of fds[] */
-	struct ev_fd		*fds;
-	int			 fds_shared;	/* fds[] is maxfds long, shared: never grown */
+	struct ev_fd		*fds;		/* maxfds slots */
 	int			 fds_borrowed;	/* a sibling's: not freed here */
 
 	struct ev_timer		**heap;
@@ -95,8 +93,9 @@ ev_now(const struct ev_loop *loop)
 
 /* ---- loop ------------------------------------------------------------- */
 
-struct ev_loop *
-ev_loop_new(int maxfds)
+/* A loop with the fd table shared, or (shared NULL) its own. */
+static struct ev_loop *
+ev_loop_make(int maxfds, struct ev_fd *shared)
 {
 	struct ev_loop *loop;
 
@@ -108,13 +107,29 @@ ev_loop_new(int maxfds)
 	if (loop == NULL)
 		return NULL;
 	loop->maxfds = maxfds;
-	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+	loop->fds = shared != NULL ? shared : calloc((size_t)maxfds, sizeof(*loop->fds));
+	loop->fds_borrowed = shared != NULL;
+	loop->epfd = loop->fds != NULL ? epoll_create1(EPOLL_CLOEXEC) : -1;
 	if (loop->epfd == -1) {
+		if (!loop->fds_borrowed)
+			free(loop->fds);
 		free(loop);
 		return NULL;
 	}
 	loop->now = ev_clock_ms();
 	return loop;
+}
+
+struct ev_loop *
+ev_loop_new(int maxfds)
+{
+	return ev_loop_make(maxfds, NULL);
+}
+
+struct ev_loop *
+ev_loop_new_sibling(struct ev_loop *first)
+{
+	return ev_loop_make(first->maxfds, first->fds);
 }
 
 static void ev_run_defers(struct ev_loop *);
@@ -137,45 +152,6 @@ ev_loop_free(struct ev_loop *loop)
 	free(loop);
 }
 
-/*
- * The table at its full size, in a fresh block: calloc's zero pages of a
- * large block cost no memory until an fd uses them (a memset would).
- */
-static int
-ev_fds_full(struct ev_loop *loop)
-{
-	struct ev_fd *p;
-
-	if (loop->fds_shared)
-		return 0;
-	if ((p = calloc((size_t)loop->maxfds, sizeof(*p))) == NULL)
-		return -1;
-	if (loop->nfds > 0)
-		memcpy(p, loop->fds, (size_t)loop->nfds * sizeof(*p));
-	free(loop->fds);
-	loop->fds = p;
-	loop->nfds = loop->maxfds;
-	loop->fds_shared = 1;
-	return 0;
-}
-
-struct ev_loop *
-ev_loop_new_sibling(struct ev_loop *first)
-{
-	struct ev_loop *loop;
-
-	if (first->fds_borrowed) {
-		errno = EINVAL;
-		return NULL;
-	}
-	if (ev_fds_full(first) == -1 || (loop = ev_loop_new(first->maxfds)) == NULL)
-		return NULL;
-	loop->fds = first->fds;
-	loop->nfds = first->nfds;
-	loop->fds_shared = loop->fds_borrowed = 1;
-	return loop;
-}
-
 void
 ev_stop(struct ev_loop *loop)
 {
@@ -183,25 +159,6 @@ ev_stop(struct ev_loop *loop)
 }
 
 /* ---- fd table --------------------------------------------------------- */
-
-static int
-ev_fds_grow(struct ev_loop *loop, int fd)
-{
-	struct ev_fd *p;
-	int n = loop->nfds > 0 ? loop->nfds : EV_MIN_FDS;
-
-	while (n <= fd)
-		n = n > INT_MAX / 2 ? INT_MAX : n * 2;
-	if (n > loop->maxfds)
-		n = loop->maxfds;
-	p = realloc(loop->fds, (size_t)n * sizeof(*p));
-	if (p == NULL)
-		return -1;
-	memset(p + loop->nfds, 0, (size_t)(n - loop->nfds) * sizeof(*p));
-	loop->fds = p;
-	loop->nfds = n;
-	return 0;
-}
 
 static struct ev_loop *
 ev_fd_owner(const struct ev_fd *e)
@@ -213,7 +170,7 @@ ev_fd_owner(const struct ev_fd *e)
 static struct ev_fd *
 ev_fd_slot(const struct ev_loop *loop, int fd)
 {
-	if (fd < 0 || fd >= loop->nfds || ev_fd_owner(&loop->fds[fd]) != loop)
+	if (fd < 0 || fd >= loop->maxfds || ev_fd_owner(&loop->fds[fd]) != loop)
 		return NULL;
 	return &loop->fds[fd];
 }
@@ -274,8 +231,6 @@ ev_add(struct ev_loop *loop, int fd, unsigned mask, ev_fd_cb *cb, void *arg)
 		errno = ERANGE;
 		return -1;
 	}
-	if (fd >= loop->nfds && ev_fds_grow(loop, fd) == -1)
-		return -1;
 	e = &loop->fds[fd];
 	owner = ev_fd_owner(e);
 	if (owner != NULL && owner != loop) {

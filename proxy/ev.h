@@ -33,7 +33,7 @@ struct ev_timer {
 	void		*arg;
 };
 
-/* maxfds: the highest fd number + 1 the table grows to (RLIMIT_NOFILE). NULL on error. */
+/* maxfds: the highest fd number + 1 it can take (RLIMIT_NOFILE). NULL on error. */
 struct ev_loop *ev_loop_new(int maxfds);
 void	ev_loop_free(struct ev_loop *);
 /*
