@@ -41,8 +41,14 @@ sock_transparent(int fd, int family)
 	return setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one));
 }
 
-int
-sock_listen(const struct sockaddr *sa, socklen_t len, int transparent, char err[SOCK_ERR_LEN])
+/*
+ * A socket bound to sa, as a listener is: SO_REUSEADDR (a connection of an
+ * earlier run in TIME_WAIT is no conflict), v6-only, IP_TRANSPARENT if
+ * asked, SO_REUSEPORT if asked. fd, or -1 with err set.
+ */
+static int
+sock_bound(const struct sockaddr *sa, socklen_t len, int transparent, int reuseport,
+    char err[SOCK_ERR_LEN])
 {
 	char addr[SOCK_ADDR_LEN];
 	int fd, one = 1;
@@ -52,7 +58,7 @@ sock_listen(const struct sockaddr *sa, socklen_t len, int transparent, char err[
 		return -1;
 	}
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1 ||
+	    (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1) ||
 	    (sa->sa_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1)) {
 		snprintf(err, SOCK_ERR_LEN, "setsockopt: %s", strerror(errno));
@@ -64,13 +70,11 @@ sock_listen(const struct sockaddr *sa, socklen_t len, int transparent, char err[
 		goto bad;
 	}
 	if (bind(fd, sa, len) == -1) {
-		snprintf(err, SOCK_ERR_LEN, "bind %s: %s", sock_addr_str(sa, addr),
-		    strerror(errno));
-		goto bad;
-	}
-	if (listen(fd, SOMAXCONN) == -1) {
-		snprintf(err, SOCK_ERR_LEN, "listen %s: %s", sock_addr_str(sa, addr),
-		    strerror(errno));
+		int e = errno;
+
+		snprintf(err, SOCK_ERR_LEN, "bind %s: %s%s", sock_addr_str(sa, addr),
+		    strerror(e), e == EADDRINUSE ?
+		    " (another program, or another smtpwalld, listens there)" : "");
 		goto bad;
 	}
 	return fd;
@@ -80,32 +84,33 @@ bad:
 }
 
 int
+sock_listen(const struct sockaddr *sa, socklen_t len, int transparent, char err[SOCK_ERR_LEN])
+{
+	char addr[SOCK_ADDR_LEN];
+	int fd;
+
+	if ((fd = sock_bound(sa, len, transparent, 1, err)) == -1)
+		return -1;
+	if (listen(fd, SOMAXCONN) == -1) {
+		snprintf(err, SOCK_ERR_LEN, "listen %s: %s", sock_addr_str(sa, addr),
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int
 sock_listen_probe(const struct sockaddr *sa, socklen_t len, int transparent,
     char err[SOCK_ERR_LEN])
 {
-	char addr[SOCK_ADDR_LEN];
-	int fd, one = 1, rc = -1;
+	int fd;
 
-	if ((fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
-		snprintf(err, SOCK_ERR_LEN, "socket: %s", strerror(errno));
+	/* without SO_REUSEPORT: fails where anything listens */
+	if ((fd = sock_bound(sa, len, transparent, 0, err)) == -1)
 		return -1;
-	}
-	/* SO_REUSEADDR: a connection of a previous run in TIME_WAIT is no conflict */
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
-	    (sa->sa_family == AF_INET6 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1))
-		snprintf(err, SOCK_ERR_LEN, "setsockopt: %s", strerror(errno));
-	else if (transparent && sock_transparent(fd, sa->sa_family) == -1)
-		snprintf(err, SOCK_ERR_LEN, "listen %s: IP_TRANSPARENT (mode = tproxy needs "
-		    "CAP_NET_ADMIN): %s", sock_addr_str(sa, addr), strerror(errno));
-	else if (bind(fd, sa, len) == -1)
-		snprintf(err, SOCK_ERR_LEN, "bind %s: %s%s", sock_addr_str(sa, addr),
-		    strerror(errno), errno == EADDRINUSE ?
-		    " (another program, or another smtpwalld, listens there)" : "");
-	else
-		rc = 0;
 	close(fd);
-	return rc;
+	return 0;
 }
 
 int
