@@ -799,7 +799,6 @@ sess_accept_resume(struct ev_loop *loop, struct ev_timer *t, void *arg)
 	unsigned i;
 
 	(void)t;
-	w->accept_paused = 0;
 	for (i = 0; i < w->nlisten; i++)
 		ev_mod(loop, w->listen_fd[i], EV_READ);
 }
@@ -818,7 +817,6 @@ sess_accept(struct worker *w, int lfd)
 			    errno == ENOMEM) {
 				/* Out of descriptors: stop accepting for a moment, keep serving. */
 				log_warn("accept");
-				w->accept_paused = 1;
 				for (i = 0; i < w->nlisten; i++)
 					ev_mod(w->loop, w->listen_fd[i], 0);
 				ev_timer_set(w->loop, &w->accept_timer, 100,

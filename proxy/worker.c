@@ -30,7 +30,7 @@ workers_count(unsigned configured)
 		n = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (n < 1)
 		n = 1;
-	return n > WORKERS_MAX ? WORKERS_MAX : (unsigned)n;
+	return n > CONFIG_WORKERS_MAX ? CONFIG_WORKERS_MAX : (unsigned)n;
 }
 
 unsigned

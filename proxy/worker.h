@@ -29,7 +29,8 @@
 struct proxy;
 struct session;
 
-#define WORKERS_MAX	CONFIG_WORKERS_MAX
+struct worker;
+typedef void worker_fn(struct worker *, void *arg);
 
 struct worker {
 	struct proxy		*px;
@@ -41,8 +42,7 @@ struct worker {
 	int			 listen_fd[CONFIG_MAX_LISTEN];
 	unsigned		 listen_idx[CONFIG_MAX_LISTEN];	/* its index in cf.listen */
 	unsigned		 nlisten;
-	int			 accept_paused;	/* out of fds: listeners off for a moment */
-	struct ev_timer		 accept_timer;
+	struct ev_timer		 accept_timer;	/* out of fds: listeners back on after it */
 	int			 stopping;	/* no new sessions */
 
 	struct session		*sessions;	/* doubly linked list of its live sessions */
@@ -53,14 +53,12 @@ struct worker {
 	int			 call_fd;	/* eventfd in the worker's loop */
 	pthread_mutex_t		 call_mu;
 	pthread_cond_t		 call_cv;
-	void			(*call_fn)(struct worker *, void *);
+	worker_fn		*call_fn;
 	void			*call_arg;
 	int			 call_done;
 };
 
-typedef void worker_fn(struct worker *, void *arg);
-
-/* workers = 0: the CPUs this process may run on (its affinity mask), at most WORKERS_MAX. */
+/* workers = 0: the CPUs this process may run on (its affinity mask), at most CONFIG_WORKERS_MAX. */
 unsigned workers_count(unsigned configured);
 
 /*

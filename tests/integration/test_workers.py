@@ -50,6 +50,11 @@ def per_worker(proxy):
     return out
 
 
+def busy_workers(proxy):
+    """The workers that carry at least one session now."""
+    return [w for w, (a, _) in per_worker(proxy).items() if a > 0]
+
+
 def greeted(lab, helo, src=L.CLIENT4):
     c = SMTPClient(lab, L.REC4, src=src, timeout=15)
     g = c.greeting()
@@ -130,7 +135,7 @@ def test_max_sessions_per_client_holds_across_workers(lab, smtpwalld):
             refused += 1
             c.close()
     assert len(kept) == limit and refused == tries - limit, (len(kept), refused)
-    assert len([w for w, (a, _) in per_worker(p).items() if a > 0]) >= 2, per_worker(p)
+    assert len(busy_workers(p)) >= 2, per_worker(p)
     for c in kept:
         c.close()
     wait_for(lambda: stat(p, "sessions_active") == 0, 10, "sessions closed")
@@ -145,7 +150,7 @@ def test_live_rule_and_reload_reach_every_worker(lab, smtpwalld):
     n = 12
     p = lab.start_proxy({"workers": "3", "shutdown_timeout": "2"})
     conns = [greeted(lab, "rule-%d" % i) for i in range(n)]
-    assert len([w for w, (a, _) in per_worker(p).items() if a > 0]) >= 2, per_worker(p)
+    assert len(busy_workers(p)) >= 2, per_worker(p)
     r = p.ctl("block", "sender", "*@late.example")
     assert r.returncode == 0, r.stderr
     # Sessions opened before the change, on whichever worker: the new rule applies.
@@ -161,7 +166,7 @@ def test_live_rule_and_reload_reach_every_worker(lab, smtpwalld):
     r = p.ctl("reload")
     assert r.returncode == 0, r.stdout + r.stderr
     conns = [greeted(lab, "reload-%d" % i) for i in range(n)]
-    assert len([w for w, (a, _) in per_worker(p).items() if a > 0]) >= 2, per_worker(p)
+    assert len(busy_workers(p)) >= 2, per_worker(p)
     for c in conns:
         assert c.cmd("MAIL FROM:<ok@example.org>").code == 250
         assert c.cmd("RCPT TO:<a@example.net>").code == 250
@@ -175,7 +180,7 @@ def test_sigterm_421_on_every_worker(lab, smtpwalld):
     n = 12
     p = lab.start_proxy({"workers": "3", "shutdown_timeout": "2"})
     conns = [greeted(lab, "term-%d" % i) for i in range(n)]
-    busy = [w for w, (a, _) in per_worker(p).items() if a > 0]
+    busy = busy_workers(p)
     assert len(busy) >= 2, per_worker(p)
     p.proc.send_signal(signal.SIGTERM)
     wait_for(lambda: "STOPPING=1" in p.notifications(), 5, "STOPPING=1")
