@@ -14,6 +14,7 @@
 
 #include "../nfq/nfq.h"
 #include "admit.h"
+#include "ev.h"
 #include "log.h"
 #include "sock.h"
 
@@ -49,15 +50,6 @@ struct admit {
 
 enum admit_why { ADMIT_OK = 0, ADMIT_CLIENT, ADMIT_RATE };
 
-static uint64_t
-admit_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /*
  * The verdict for one SYN, under ad->mu. A blocked client's SYNs take no
  * token; trusted_networks are never rate-limited (Postfix does the same for
@@ -79,7 +71,7 @@ admit_decide(struct admit *ad, const struct nq_tuple *t, char *rule, size_t rule
 			rules_rule_format_key(v.rule, rule, rulelen);
 	} else if (ad->rate != NULL &&
 	    !rules_cidrset_match(ad->conf->cf.trusted_networks, (const struct sockaddr *)&client) &&
-	    !nq_rate_take(ad->rate, t->family, t->src, admit_now_ms())) {
+	    !nq_rate_take(ad->rate, t->family, t->src, ev_clock_ms())) {
 		why = ADMIT_RATE;
 	}
 	pthread_mutex_unlock(&ad->mu);

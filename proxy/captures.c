@@ -40,7 +40,7 @@ struct capt_spec {
 	struct capt_spec	*next;
 	struct capt_info	 info;
 	struct rules_cidr	 cidr;		/* CAPT_CLIENT */
-	uint64_t		 until_ms;	/* capt_now(); 0: none */
+	uint64_t		 until_ms;	/* ev_clock_ms(); 0: none */
 };
 
 /* An endpoint (address, port) that identifies one leg of a recorded session. */
@@ -103,16 +103,6 @@ struct capt {
 };
 
 static void capt_tick(struct ev_loop *, struct ev_timer *, void *);
-
-/* Monotonic ms: the hooks run on other threads than the main loop's clock. */
-static uint64_t
-capt_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void
 capt_set_armed(struct capt *c)
@@ -395,7 +385,7 @@ capt_pending_add(struct capt *c, const struct capt_key *client, const struct cap
 	}
 	p = &c->pending[(c->pend_head + c->pend_len++) % CAPT_PENDING_MAX];
 	p->client = *client;
-	p->at_ms = capt_now();
+	p->at_ms = ev_clock_ms();
 	p->h = *h;
 	memcpy(p->frame, frame, h->caplen);
 }
@@ -682,7 +672,7 @@ capt_tick(struct ev_loop *loop, struct ev_timer *t, void *arg)
 	struct capt *c = arg;
 	struct capt_spec *sp, *spn;
 	struct capt_rec *r, *rn;
-	uint64_t now = capt_now();
+	uint64_t now = ev_clock_ms();
 	int changed = 0;
 
 	(void)t;
@@ -827,7 +817,7 @@ capt_arm_locked(struct proxy *px, enum capt_kind kind, const char *arg, unsigned
 		snprintf(sp->info.match, sizeof(sp->info.match), "%s", arg);
 	}
 	if (for_s != 0) {
-		sp->until_ms = capt_now() + for_s * 1000ull;
+		sp->until_ms = ev_clock_ms() + for_s * 1000ull;
 		sp->info.until = time(NULL) + (time_t)for_s;
 	}
 	sp->info.id = c->next_id++;
@@ -1030,7 +1020,7 @@ capt_session_end_locked(struct capt *c, struct session *s)
 		capt_update_filter(c);
 		return;
 	}
-	r->close_ms = capt_now() + CAPT_GRACE_MS;	/* the tick closes it */
+	r->close_ms = ev_clock_ms() + CAPT_GRACE_MS;	/* the tick closes it */
 }
 
 /*

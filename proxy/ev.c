@@ -75,7 +75,7 @@ struct ev_loop {
 
 /* ---- clock ------------------------------------------------------------ */
 
-static uint64_t
+uint64_t
 ev_clock_ms(void)
 {
 	struct timespec ts;

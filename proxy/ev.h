@@ -59,6 +59,8 @@ static inline int ev_timer_armed(const struct ev_timer *t) { return t->idx != 0;
 
 /* Monotonic milliseconds, cached once per loop iteration. */
 uint64_t ev_now(const struct ev_loop *);
+/* The same clock read now: for code on other threads than the loop's (any thread). */
+uint64_t ev_clock_ms(void);
 
 /* Run fn(arg) after the current batch of callbacks, in FIFO order. 0 / -1 ENOMEM. */
 int	ev_defer(struct ev_loop *, ev_defer_cb *fn, void *arg);
