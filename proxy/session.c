@@ -608,11 +608,7 @@ sess_admit(struct worker *w, const struct pxconf *conf, int fd,
 	struct ruleset *rs;
 	const char *limit;
 
-	if (w->stopping) {
-		snprintf(line, sizeof(line), "421 4.3.2 %s Error: shutting down\r\n", px->hostname);
-		sess_refuse_early(fd, line);
-		return -1;
-	}
+	/* (No "shutting down" case: SIGTERM closes the listeners between two events.) */
 	if (px_slot_take(px, conf, (const struct sockaddr *)peer, &limit) == -1) {
 		int per_client = strcmp(limit, "max_sessions") != 0;
 

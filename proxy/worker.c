@@ -146,7 +146,6 @@ worker_close_listeners(struct worker *w, void *arg)
 	unsigned i;
 
 	(void)arg;
-	w->stopping = 1;
 	if (w->loop == NULL)
 		return;
 	for (i = 0; i < w->nlisten; i++) {

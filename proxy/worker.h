@@ -43,7 +43,6 @@ struct worker {
 	unsigned		 listen_idx[CONFIG_MAX_LISTEN];	/* its index in cf.listen */
 	unsigned		 nlisten;
 	struct ev_timer		 accept_timer;	/* out of fds: listeners back on after it */
-	int			 stopping;	/* no new sessions */
 
 	struct session		*sessions;	/* doubly linked list of its live sessions */
 	unsigned		 nsessions;	/* written by the worker, read by others: atomic */
