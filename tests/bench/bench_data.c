@@ -20,29 +20,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "tests/bench/benchclock.h"
 #include "proxy/smtp/data.h"
 
 #define BD_BODY		(1u << 20)
 #define BD_CHUNK	(16u * 1024)
 #define BD_ROUNDS	64		/* bodies per run */
 #define BD_RUNS		15
-
-static double
-bd_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int
-bd_cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 /* A body of BD_BODY bytes of lines `width` long (every `dot_every`th starting with '.'), then ".\r\n". */
 static size_t
@@ -93,9 +77,9 @@ bd_report(const char *name, const char *mode, double *s, double *base)
 
 	for (i = 0; i < BD_RUNS; i++)
 		r[i] = base[i] / s[i];		/* same run: memcpy time / scanner time */
-	qsort(s, BD_RUNS, sizeof(*s), bd_cmp);
-	qsort(base, BD_RUNS, sizeof(*base), bd_cmp);
-	qsort(r, BD_RUNS, sizeof(*r), bd_cmp);
+	qsort(s, BD_RUNS, sizeof(*s), bench_cmp_double);
+	qsort(base, BD_RUNS, sizeof(*base), bench_cmp_double);
+	qsort(r, BD_RUNS, sizeof(*r), bench_cmp_double);
 	printf("%-8s %-10s %7.0f [%5.0f-%5.0f]   %7.0f [%5.0f-%5.0f]   x%.2f [%.2f-%.2f]\n", name, mode,
 	    mib / s[BD_RUNS / 2], mib / s[BD_RUNS - 1], mib / s[0],
 	    mib / base[BD_RUNS / 2], mib / base[BD_RUNS - 1], mib / base[0],
@@ -135,11 +119,11 @@ main(void)
 			}
 			for (run = 0; run < BD_RUNS; run++) {
 				/* interleaved: the baseline within milliseconds of the scanner */
-				t = bd_now();
+				t = bench_now();
 				for (j = 0; j < BD_ROUNDS; j++)
 					sink += bd_scan(body, len, out, 2 * BD_BODY + 64, modes[m].mode);
-				s[run] = bd_now() - t;
-				t = bd_now();
+				s[run] = bench_now() - t;
+				t = bench_now();
 				for (j = 0; j < BD_ROUNDS; j++) {
 					size_t off;
 
@@ -147,7 +131,7 @@ main(void)
 						memcpy(out + off, body + off, len - off < BD_CHUNK ? len - off : BD_CHUNK);
 					sink += out[j];
 				}
-				base[run] = bd_now() - t;
+				base[run] = bench_now() - t;
 			}
 			bd_report(kinds[k].name, modes[m].name, s, base);
 		}

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/bench/benchclock.h"
 #include "rules/rules.h"
 
 #define BR_NOW		((time_t)1767225600)	/* 2026-01-01T00:00:00Z */
@@ -48,23 +49,6 @@ struct br_row {
 	struct br_stats	 add, del, mail, rcpt, bmail, brcpt;
 };
 
-static double
-br_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int
-br_cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static struct br_stats
 br_stats(double *v, size_t n)
 {
@@ -72,7 +56,7 @@ br_stats(double *v, size_t n)
 
 	if (n == 0)
 		return s;
-	qsort(v, n, sizeof v[0], br_cmp);
+	qsort(v, n, sizeof v[0], bench_cmp_double);
 	s.med = v[n / 2];
 	s.min = v[0];
 	s.p99 = v[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1];
@@ -261,13 +245,13 @@ br_mail(const struct ruleset *rs, const struct br_query *q, size_t nq, size_t *h
 
 	*hits = 0;
 	for (b = 0; b < nq / BR_BATCH; b++) {
-		double t0 = br_now();
+		double t0 = bench_now();
 
 		for (k = b * BR_BATCH; k < (b + 1) * BR_BATCH; k++) {
 			rules_eval_sender(rs, q[k].addr, q[k].alen, BR_NOW, &vd);
 			*hits += !vd.accept;
 		}
-		v[b] = (br_now() - t0) * 1e9 / BR_BATCH;
+		v[b] = (bench_now() - t0) * 1e9 / BR_BATCH;
 	}
 	return br_stats(v, nq / BR_BATCH);
 }
@@ -286,14 +270,14 @@ br_rcpt(const struct ruleset *rs, const struct rules_policy *pol, const struct b
 		br_rcpt_of(&q[k], k, n, dom[k], sizeof dom[k], &r[k]);
 	*hits = 0;
 	for (b = 0; b < nq / BR_BATCH; b++) {
-		double t0 = br_now();
+		double t0 = bench_now();
 
 		for (k = b * BR_BATCH; k < (b + 1) * BR_BATCH; k++) {
 			rules_eval_rcpt(pol, rs, (const struct sockaddr *)&q[k].client, 0, &r[k], BR_NOW,
 			    &vd);
 			*hits += vd.reason == RULES_R_ALLOW_RULE;
 		}
-		v[b] = (br_now() - t0) * 1e9 / BR_BATCH;
+		v[b] = (bench_now() - t0) * 1e9 / BR_BATCH;
 	}
 	return br_stats(v, nq / BR_BATCH);
 }
@@ -304,28 +288,28 @@ br_base(const struct ruleset *rs, const struct br_linear *l, const struct rules_
     const struct br_query *q, size_t nq, size_t n, int rcpt)
 {
 	static double v[BR_LOOKUPS];
-	double start = br_now(), t0;
+	double start = bench_now(), t0;
 	struct rules_verdict vd;
 	struct rules_rcpt r;
 	char dom[32];
 	size_t k;
 
-	for (k = 0; k < nq && br_now() - start < BR_BASE_SECS; k++) {
+	for (k = 0; k < nq && bench_now() - start < BR_BASE_SECS; k++) {
 		const struct rules_rule *got;
 		int accept;
 
 		if (rcpt) {
 			br_rcpt_of(&q[k], k, n, dom, sizeof dom, &r);
-			t0 = br_now();
+			t0 = bench_now();
 			got = br_linear_rcpt(l, pol, (const struct sockaddr *)&q[k].client, &r, &accept);
-			v[k] = (br_now() - t0) * 1e9;
+			v[k] = (bench_now() - t0) * 1e9;
 			rules_eval_rcpt(pol, rs, (const struct sockaddr *)&q[k].client, 0, &r, BR_NOW, &vd);
 			if (vd.rule != got || vd.accept != accept)
 				br_fail("RCPT", k);
 		} else {
-			t0 = br_now();
+			t0 = bench_now();
 			got = br_linear_sender(l, q[k].addr, q[k].alen);
-			v[k] = (br_now() - t0) * 1e9;
+			v[k] = (bench_now() - t0) * 1e9;
 			rules_eval_sender(rs, q[k].addr, q[k].alen, BR_NOW, &vd);
 			if (vd.rule != got)
 				br_fail("MAIL", k);
@@ -357,11 +341,11 @@ br_changes(struct ruleset **cur, size_t n, uint64_t *seed, int add)
 	}
 	for (k = 0; k < BR_CHANGES; k++) {
 		struct ruleset *next;
-		double t0 = br_now();
+		double t0 = bench_now();
 		int replaced;
 
 		next = add ? rules_add(*cur, &r[k], &replaced) : rules_remove(*cur, &r[k]);
-		v[k] = (br_now() - t0) * 1e6;
+		v[k] = (bench_now() - t0) * 1e6;
 		if (next == NULL) {
 			fprintf(stderr, "bench_rules: rules_%s failed\n", add ? "add" : "remove");
 			exit(1);
@@ -408,9 +392,9 @@ br_run(size_t n, struct br_row *row, const struct rules_policy *pol)
 	malloc_trim(0);
 	heap0 = br_heap();
 	rss0 = br_rss();
-	t0 = br_now();
+	t0 = bench_now();
 	rs = rules_parse(text, len, br_err, NULL);
-	row->load = br_now() - t0;
+	row->load = bench_now() - t0;
 	if (rs == NULL || rules_count(rs) != n) {
 		fprintf(stderr, "bench_rules: rules_parse failed\n");
 		exit(1);
@@ -419,9 +403,9 @@ br_run(size_t n, struct br_row *row, const struct rules_policy *pol)
 	row->rss = (double)(br_rss() - rss0) / (double)n;
 	free(text);
 
-	t0 = br_now();
+	t0 = bench_now();
 	rules_write(rs, br_sink, &written);
-	row->write = br_now() - t0;
+	row->write = bench_now() - t0;
 
 	br_queries(q, BR_LOOKUPS, n, &seed);
 	row->mail = br_mail(rs, q, BR_LOOKUPS, &hits);
